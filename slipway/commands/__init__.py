@@ -1,0 +1,1 @@
+"""One module per verb: `add_arguments(parser, verb)` and `run(args, reporter)`."""

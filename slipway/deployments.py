@@ -1,0 +1,408 @@
+"""deployments.yaml: the repository's Prefect deployments, in prefect.yaml's `deployments:` schema.
+
+One file at the repository root (its path is slipway.yaml's `deployments:`) holds every deployment; what
+differs between environments (parameters, schedules, job variables, tags) lives in slipway.yaml under
+`environments.<env>.deployments."<flow>/<deployment>"`, next to the rest of that environment. So one file
+says *what* runs, slipway.yaml says *where and how* — and both travel in every image (release_config.py),
+which is what lets a rollback re-register an older release exactly as it was.
+
+Loaded strictly, before anything is built, pushed or registered: an unknown key, a wrong type, a cron that
+Prefect would refuse or an unknown timezone is one line naming the file and the field:
+`deployments.yaml: deployments[2].schedules[0].cron: ...`. Schedules are checked with Prefect's own
+validators and turned into Prefect's own schedule models, so the rules are the server's.
+"""
+from __future__ import annotations
+
+import copy
+import datetime
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from slipway.config import CONFIG_FILE, EnvironmentConfig, Project
+from slipway.errors import SlipwayError
+
+README_SECTION = "README.md 'Deployments'"
+# `path/to/file.py:function` — the form prefect.yaml uses, relative to the image's /opt/prefect.
+_ENTRYPOINT = re.compile(r"^[^:\s]+\.py:[A-Za-z_][A-Za-z0-9_.]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ScheduleDecl(_Strict):
+    """One entry of `schedules:`: exactly one of cron / interval / rrule, as in prefect.yaml."""
+
+    cron: Optional[StrictStr] = None
+    interval: Optional[datetime.timedelta] = None  # seconds, "HH:MM:SS" or ISO 8601 ("PT1H")
+    rrule: Optional[StrictStr] = None
+    timezone: Optional[StrictStr] = None
+    anchor_date: Optional[datetime.datetime] = None  # interval only
+    day_or: Optional[StrictBool] = None  # cron only
+    # Omitted: whatever the live schedule says is kept (a pause made in the UI survives a redeploy).
+    # Declared: slipway makes the live schedule match it.
+    active: Optional[StrictBool] = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    # Identifies the schedule across releases; slipway names unnamed ones `schedule-<n>` (1-based).
+    slug: Optional[StrictStr] = None
+
+    # Prefect's own validators: what the server accepts, nothing more, nothing less.
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: Optional[str]) -> Optional[str]:
+        from prefect._internal.schemas.validators import validate_cron_string
+
+        return None if v is None else validate_cron_string(v)
+
+    @field_validator("rrule")
+    @classmethod
+    def _rrule(cls, v: Optional[str]) -> Optional[str]:
+        from prefect._internal.schemas.validators import validate_rrule_string
+
+        return None if v is None else validate_rrule_string(v)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: Optional[str]) -> Optional[str]:
+        from prefect._internal.schemas.validators import default_timezone
+
+        return default_timezone(v)
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, v: Optional[datetime.timedelta]) -> Optional[datetime.timedelta]:
+        if v is not None and v <= datetime.timedelta(0):
+            raise ValueError("must be a positive duration (seconds, HH:MM:SS or ISO 8601 like PT1H)")
+        return v
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ScheduleDecl:
+        kinds = [k for k in ("cron", "interval", "rrule") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError("exactly one of 'cron', 'interval' or 'rrule' must be given"
+                             + (f" (got {', '.join(kinds)})" if kinds else ""))
+        if self.anchor_date is not None and self.interval is None:
+            raise ValueError("'anchor_date' only applies to an 'interval' schedule")
+        if self.day_or is not None and self.cron is None:
+            raise ValueError("'day_or' only applies to a 'cron' schedule")
+        self.to_prefect()  # anything Prefect's schedule model still refuses
+        return self
+
+    def to_prefect(self):
+        """The Prefect schedule model (CronSchedule / IntervalSchedule / RRuleSchedule) this declares."""
+        from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule, RRuleSchedule
+
+        if self.cron is not None:
+            kwargs = {"cron": self.cron, "timezone": self.timezone}
+            if self.day_or is not None:
+                kwargs["day_or"] = self.day_or
+            return CronSchedule(**kwargs)
+        if self.interval is not None:
+            kwargs = {"interval": self.interval, "timezone": self.timezone}
+            if self.anchor_date is not None:
+                kwargs["anchor_date"] = self.anchor_date
+            return IntervalSchedule(**{k: v for k, v in kwargs.items() if v is not None})
+        return RRuleSchedule(rrule=self.rrule, timezone=self.timezone)
+
+
+class WorkPoolDecl(_Strict):
+    # The environment's pool (slipway.yaml environments.<env>.work_pool.name) when omitted.
+    name: Optional[StrictStr] = None
+    work_queue_name: Optional[StrictStr] = None
+    job_variables: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeploymentDecl(_Strict):
+    """One entry of `deployments:`, prefect.yaml's schema minus what slipway owns (version, build/push/pull)."""
+
+    name: StrictStr
+    entrypoint: StrictStr
+    description: Optional[StrictStr] = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    schedules: list[ScheduleDecl] = Field(default_factory=list)
+    tags: list[StrictStr] = Field(default_factory=list)
+    work_pool: WorkPoolDecl = WorkPoolDecl()
+    concurrency_limit: Optional[PositiveInt] = None
+    enforce_parameter_schema: StrictBool = True
+    # Accepted only to say why it is refused: slipway sets it to the release's Git SHA.
+    version: Optional[Any] = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not v.strip() or "/" in v:
+            raise ValueError("must be a non-empty name without '/'")
+        return v
+
+    @field_validator("entrypoint")
+    @classmethod
+    def _entrypoint(cls, v: str) -> str:
+        if not _ENTRYPOINT.match(v):
+            raise ValueError(f"'{v}' is not of the form path/to/file.py:flow_function (relative to /opt/prefect)")
+        return v
+
+    @field_validator("version")
+    @classmethod
+    def _no_version(cls, v: Any) -> None:
+        if v is not None:
+            raise ValueError("slipway sets the version to the release's Git SHA; remove this key")
+        return None
+
+
+class DeploymentsFile(_Strict):
+    deployments: list[DeploymentDecl] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_slugs(self) -> DeploymentsFile:
+        for d in self.deployments:
+            _check_slugs(d.schedules)
+        return self
+
+
+class DeploymentOverride(_Strict):
+    """`environments.<env>.deployments."<flow>/<deployment>"` in slipway.yaml: what differs in that environment.
+
+    Parameters and job variables are merged over the declaration's (key by key); schedules, when given,
+    replace the declared list (`schedules: []` turns them off in that environment); tags are added.
+    """
+
+    description: Optional[StrictStr] = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    schedules: Optional[list[ScheduleDecl]] = None
+    tags: list[StrictStr] = Field(default_factory=list)
+    work_pool: WorkPoolDecl = WorkPoolDecl()
+    job_variables: dict[str, Any] = Field(default_factory=dict)  # shorthand for work_pool.job_variables
+    concurrency_limit: Optional[PositiveInt] = None
+    enforce_parameter_schema: Optional[StrictBool] = None
+
+    @model_validator(mode="after")
+    def _unique_slugs(self) -> DeploymentOverride:
+        _check_slugs(self.schedules or [])
+        return self
+
+
+def _check_slugs(schedules: list[ScheduleDecl]) -> None:
+    slugs = schedule_slugs(schedules)
+    if len(set(slugs)) != len(slugs):
+        raise ValueError(f"schedule slugs must be unique, got {slugs}")
+
+
+def schedule_slugs(schedules: list[ScheduleDecl]) -> list[str]:
+    return [s.slug or f"schedule-{i}" for i, s in enumerate(schedules, start=1)]
+
+
+# --- errors ------------------------------------------------------------------------------------------------
+
+def field_path(loc: tuple | list, prefix: str = "") -> str:
+    """('deployments', 2, 'schedules', 0, 'cron') -> 'deployments[2].schedules[0].cron'."""
+    out = prefix
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("function-after", "function-before") or str(part).startswith(("function-", "lax-or-")):
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def describe_validation_error(filename: str, exc: ValidationError, prefix: str = "") -> str:
+    """The first pydantic error as one line: `file: field.path: problem`."""
+    err = exc.errors()[0]
+    where = field_path(err["loc"], prefix)
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = f"unknown key (see {README_SECTION} for the accepted keys)"
+    elif err["type"] == "missing":
+        msg = "required field is missing"
+    elif msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    elif msg.startswith("Assertion failed, "):
+        msg = msg[len("Assertion failed, "):]
+    msg = " ".join(msg.split())
+    return f"{filename}: {where}: {msg}" if where else f"{filename}: {msg}"
+
+
+# --- loading -----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Declarations:
+    """The parsed deployments file plus where it came from (for error messages)."""
+
+    filename: str
+    deployments: tuple[DeploymentDecl, ...]
+
+
+def parse_declarations(text: str, filename: str = "deployments.yaml") -> Declarations:
+    """Parse a deployments file's text (from the working tree, or from an older release's image label)."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SlipwayError(f"{filename}:{where} is not valid YAML ({problem})", "fix the syntax") from None
+    if not isinstance(data, dict) or "deployments" not in data:
+        raise SlipwayError(f"{filename}: expected a mapping with a 'deployments:' list",
+                           f"see {README_SECTION}")
+    try:
+        parsed = DeploymentsFile.model_validate(data)
+    except ValidationError as exc:
+        raise SlipwayError(describe_validation_error(filename, exc)) from None
+    return Declarations(filename=filename, deployments=tuple(parsed.deployments))
+
+
+def load_declarations(project: Project) -> Declarations:
+    """deployments.yaml from the working tree (the path is slipway.yaml's `deployments:`)."""
+    relative = project.config.deployments
+    path = project.resolve(relative)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SlipwayError(f"{relative} not found in {project.root}",
+                           f"create it or fix 'deployments:' in {CONFIG_FILE}") from None
+    return parse_declarations(text, Path(relative).name if "/" not in relative else relative)
+
+
+def parse_overrides(env_name: str, env: EnvironmentConfig) -> dict[str, DeploymentOverride]:
+    """`environments.<env>.deployments` validated with the same strictness as deployments.yaml."""
+    out = {}
+    for key, raw in env.deployments.items():
+        prefix = f"environments.{env_name}.deployments.{key}"
+        if key.count("/") != 1 or not all(key.split("/")):
+            raise SlipwayError(f"{CONFIG_FILE}: {prefix}: keys are '<flow name>/<deployment name>'",
+                               "for example 'elt/daily'")
+        try:
+            out[key] = DeploymentOverride.model_validate(raw or {})
+        except ValidationError as exc:
+            raise SlipwayError(describe_validation_error(CONFIG_FILE, exc, prefix)) from None
+    return out
+
+
+# --- per-environment merge ---------------------------------------------------------------------------------
+
+@dataclass
+class ResolvedDeployment:
+    """One deployment as it will be registered in one environment, before the image is pinned."""
+
+    index: int  # position in deployments.yaml, for error messages
+    flow_name: str
+    name: str
+    entrypoint: str
+    description: Optional[str]
+    parameters: dict[str, Any]
+    schedules: list[ScheduleDecl]
+    schedules_field: str  # where the schedules came from: "deployments.yaml: deployments[3].schedules" ...
+    tags: list[str]
+    work_pool_name: str
+    work_queue_name: Optional[str]
+    job_variables: dict[str, Any]
+    job_variables_source: dict[str, str] = field(default_factory=dict)  # key -> "file: field" that set it
+    concurrency_limit: Optional[int] = None
+    enforce_parameter_schema: bool = True
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.flow_name}/{self.name}"
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` wins; nested mappings (job variable `env`, for instance) are merged key by key."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _dedup(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def resolve_for_environment(declarations: Declarations, flow_names: list[str], env_name: str,
+                            env: EnvironmentConfig) -> list[ResolvedDeployment]:
+    """Merge slipway.yaml's environment settings into each declaration.
+
+    `flow_names[i]` is the name of the flow at declaration i's entrypoint, as read inside the image
+    (the flow's `name=`, not the function name): the override keys use it, as Prefect does.
+    Precedence, lowest first: environment `job_variables` < the declaration's `work_pool.job_variables`
+    < the environment's per-deployment override.
+    """
+    overrides = parse_overrides(env_name, env)
+    fname = declarations.filename
+    env_field = f"environments.{env_name}"
+    resolved: list[ResolvedDeployment] = []
+    seen: dict[str, int] = {}
+    for i, (decl, flow_name) in enumerate(zip(declarations.deployments, flow_names)):
+        key = f"{flow_name}/{decl.name}"
+        where = f"{fname}: deployments[{i}]"
+        if key in seen:
+            raise SlipwayError(f"{where}.name: '{key}' is already declared by deployments[{seen[key]}]",
+                               "give one of them another name")
+        seen[key] = i
+        override = overrides.get(key, DeploymentOverride())
+        over_field = f"{CONFIG_FILE}: {env_field}.deployments.{key}"
+
+        pool_name = override.work_pool.name or decl.work_pool.name or env.work_pool.name
+        if pool_name != env.work_pool.name:
+            source = f"{over_field}.work_pool.name" if override.work_pool.name else f"{where}.work_pool.name"
+            raise SlipwayError(
+                f"{source}: '{pool_name}' is not the environment's work pool '{env.work_pool.name}'",
+                f"remove it: slipway registers every deployment in {CONFIG_FILE} {env_field}.work_pool.name")
+
+        sources: dict[str, str] = {}
+        job_variables: dict[str, Any] = {}
+        for layer, src in ((env.job_variables, f"{CONFIG_FILE}: {env_field}.job_variables"),
+                           (decl.work_pool.job_variables, f"{where}.work_pool.job_variables"),
+                           (override.work_pool.job_variables, f"{over_field}.work_pool.job_variables"),
+                           (override.job_variables, f"{over_field}.job_variables")):
+            job_variables = deep_merge(job_variables, layer)
+            sources.update({k: f"{src}.{k}" for k in layer})
+
+        if override.schedules is not None:
+            schedules, schedules_field = list(override.schedules), f"{over_field}.schedules"
+        else:
+            schedules, schedules_field = list(decl.schedules), f"{where}.schedules"
+
+        resolved.append(ResolvedDeployment(
+            index=i,
+            flow_name=flow_name,
+            name=decl.name,
+            entrypoint=decl.entrypoint,
+            description=override.description if override.description is not None else decl.description,
+            parameters={**decl.parameters, **override.parameters},
+            schedules=schedules,
+            schedules_field=schedules_field,
+            tags=_dedup([*decl.tags, *env.tags, *override.tags]),
+            work_pool_name=env.work_pool.name,
+            work_queue_name=override.work_pool.work_queue_name or decl.work_pool.work_queue_name,
+            job_variables=job_variables,
+            job_variables_source=sources,
+            concurrency_limit=override.concurrency_limit or decl.concurrency_limit,
+            enforce_parameter_schema=(override.enforce_parameter_schema
+                                      if override.enforce_parameter_schema is not None
+                                      else decl.enforce_parameter_schema),
+        ))
+    unknown = sorted(set(overrides) - set(seen))
+    if unknown:
+        raise SlipwayError(
+            f"{CONFIG_FILE}: {env_field}.deployments.{unknown[0]}: no such deployment in {fname}",
+            f"use one of: {', '.join(sorted(seen))}")
+    return resolved

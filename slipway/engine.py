@@ -1,0 +1,91 @@
+"""The Docker engine: find it, or start one on Debian, then hand out a docker-py client.
+
+scripts/ensure-docker.sh holds the "find or start" policy so that Make, CI and this module share it.
+"""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any, Iterable
+
+import docker
+from docker.errors import DockerException
+
+from slipway.errors import SlipwayError
+
+ENSURE_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "ensure-docker.sh"
+
+
+def docker_client(start_if_needed: bool = True) -> docker.DockerClient:
+    try:
+        client = docker.from_env(timeout=600)
+        client.ping()
+        return client
+    except DockerException:
+        if not start_if_needed or not ENSURE_SCRIPT.exists():
+            raise SlipwayError("no Docker engine answers",
+                               "start Docker (Desktop or dockerd), or run scripts/ensure-docker.sh") from None
+    proc = subprocess.run(["bash", str(ENSURE_SCRIPT)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        reason = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "unknown reason"
+        raise SlipwayError(f"no Docker engine answers and none could be started ({reason})",
+                           "start Docker (Desktop or dockerd) and retry")
+    return docker_client(start_if_needed=False)
+
+
+def image_exists(client: docker.DockerClient, ref: str) -> bool:
+    try:
+        client.images.get(ref)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def stream_build(stream: Iterable[dict[str, Any]], on_line) -> str:
+    """Consume a docker-py low-level build stream; return the built image ID.
+
+    On failure raise BuildFailed naming the Dockerfile step and the error lines of its output, so the user
+    sees "dbt parse failed: Compilation Error in model ..." rather than "returned a non-zero code: 2".
+    """
+    image_id = None
+    step = "?"
+    step_output: list[str] = []
+    for chunk in stream:
+        if "error" in chunk:
+            detail = chunk.get("errorDetail", {}).get("message") or chunk["error"]
+            raise BuildFailed(step, _summarize(step_output) or detail.strip())
+        for line in chunk.get("stream", "").splitlines():
+            if not line.strip():
+                continue
+            if line.startswith("Step ") and " : " in line:
+                step, step_output = _short(line.split(" : ", 1)[1].strip()), []
+            else:
+                step_output.append(line.rstrip())
+            on_line(line.rstrip())
+        aux = chunk.get("aux") or {}
+        if "ID" in aux:
+            image_id = aux["ID"]
+    if not image_id:
+        raise BuildFailed(step, "the engine reported no image ID")
+    return image_id
+
+
+def _summarize(lines: list[str]) -> str:
+    """The failing step's error, folded to one line: from its first error line, at most five lines."""
+    lines = [ln.strip() for ln in lines if ln.strip()]
+    first = next((i for i, ln in enumerate(lines) if "error" in ln.lower()), max(len(lines) - 3, 0))
+    text = " | ".join(lines[first:first + 5])
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
+def _short(step: str) -> str:
+    return step if len(step) <= 70 else step[:67] + "..."
+
+
+class BuildFailed(Exception):
+    """A Dockerfile step failed: which step, and the error lines of its output."""
+
+    def __init__(self, step: str, detail: str):
+        self.step = step
+        self.detail = detail
+        super().__init__(f"step '{step}' failed: {detail}")

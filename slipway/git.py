@@ -1,0 +1,94 @@
+"""Facts about the commit being released, read with the git CLI.
+
+Everything downstream is keyed by these facts: the image tags, the OCI labels, the deployment version.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from slipway.errors import SlipwayError
+
+DIRTY_SUFFIX = "-dirty"
+# Docker's tag grammar: [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}
+_TAG_INVALID = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def _git(root: Path, *args: str, check: bool = True) -> str:
+    try:
+        proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+    except FileNotFoundError as exc:
+        raise SlipwayError("git is not installed", "install git and retry") from exc
+    if check and proc.returncode != 0:
+        raise SlipwayError(f"git {' '.join(args)} failed in {root}: {proc.stderr.strip()}")
+    return proc.stdout.strip()
+
+
+@dataclass(frozen=True)
+class GitFacts:
+    root: Path
+    sha: str  # 40 hex characters
+    tag: str | None  # the tag HEAD is exactly at, if any
+    dirty: bool  # uncommitted or untracked (not ignored) files: the build context is not the commit
+    commit_time: str  # committer date, ISO 8601: the image's `created`, so a rebuild yields the same labels
+    source: str  # where the commit comes from: the origin remote's URL, else the repository path
+
+    @property
+    def short_sha(self) -> str:
+        return self.sha[:12]
+
+    def image_tags(self) -> list[str]:
+        """Tags for this commit's image: full SHA, 12-char SHA, and the Git tag when HEAD is exactly at one."""
+        tags = [self.sha, self.short_sha]
+        if self.tag:
+            tags.append(docker_tag_for(self.tag))
+        if self.dirty:
+            tags = [t + DIRTY_SUFFIX for t in tags]
+        return tags
+
+    @property
+    def version(self) -> str:
+        """The human version label: the Git tag if any, else the short SHA (suffixed when dirty)."""
+        base = self.tag or self.short_sha
+        return base + DIRTY_SUFFIX if self.dirty else base
+
+
+def docker_tag_for(git_tag: str) -> str:
+    """A Git tag as a valid Docker tag (`release/1.2` -> `release-1.2`)."""
+    tag = _TAG_INVALID.sub("-", git_tag)
+    if tag[0] in ".-":
+        tag = "_" + tag[1:]
+    return tag[:128 - len(DIRTY_SUFFIX)]
+
+
+def read_git_facts(root: Path | str = ".") -> GitFacts:
+    root = Path(root).resolve()
+    inside = _git(root, "rev-parse", "--is-inside-work-tree", check=False)
+    if inside != "true":
+        raise SlipwayError(f"{root} is not a Git repository", "run slipway from a clone of your repository")
+    top = Path(_git(root, "rev-parse", "--show-toplevel"))
+    sha = _git(top, "rev-parse", "--verify", "--quiet", "HEAD", check=False)
+    if not re.fullmatch(r"[0-9a-f]{40}", sha):
+        raise SlipwayError(f"{top} has no commit yet", "commit your work, then build")
+    tag = _git(top, "describe", "--tags", "--exact-match", "HEAD", check=False) or None
+    dirty = bool(_git(top, "status", "--porcelain", "--untracked-files=normal"))
+    commit_time = _git(top, "show", "-s", "--format=%cI", "HEAD")
+    source = _git(top, "config", "--get", "remote.origin.url", check=False) or str(top)
+    return GitFacts(root=top, sha=sha, tag=tag, dirty=dirty, commit_time=commit_time, source=source)
+
+
+def commit_exists(root: Path, rev: str) -> bool:
+    proc = subprocess.run(["git", "cat-file", "-e", f"{rev}^{{commit}}"], cwd=root, capture_output=True)
+    return proc.returncode == 0
+
+
+def is_ancestor(root: Path, older: str, newer: str) -> bool | None:
+    """True when `older` is a strict ancestor of `newer`; None when either commit is unknown locally."""
+    if older == newer:
+        return False
+    if not (commit_exists(root, older) and commit_exists(root, newer)):
+        return None
+    proc = subprocess.run(["git", "merge-base", "--is-ancestor", older, newer], cwd=root, capture_output=True)
+    return proc.returncode == 0

@@ -1,0 +1,166 @@
+"""Push HEAD's image to an environment's registry and return the digest the registry holds for it.
+
+Everything that can be checked is checked before the first byte is uploaded: the environment exists,
+HEAD's image is in the local engine, a `-dirty` image goes nowhere but `local`, and the credentials
+open the registry. Credentials reach the engine as docker-py's `auth_config` (an API header), never
+argv or a file. The registry-qualified local tags created for the push (`<registry>/<repo>:<tag>`) are
+kept afterwards: they are cheap, show up in `docker images`, and keep the engine's RepoDigests.
+"""
+from __future__ import annotations
+
+import docker
+from docker.errors import APIError
+
+from slipway.config import LOCAL_ENVIRONMENT, Project
+from slipway.engine import docker_client
+from slipway.errors import SlipwayError
+from slipway.git import GitFacts, read_git_facts
+from slipway.image import find_local_image, head_reference
+from slipway.output import Reporter
+from slipway.registry import RegistryClient, registry_client
+
+
+def push_head(project: Project, env_name: str, reporter: Reporter, facts: GitFacts | None = None,
+              client: docker.DockerClient | None = None, registry: RegistryClient | None = None) -> dict:
+    """Push HEAD's image to `env_name`'s registry: {"repository", "digest", "reference", "tags"}."""
+    env = project.environment(env_name)
+    facts = facts or read_git_facts(project.root)
+    refuse_dirty_release(project, facts, env_name)
+    client = client or docker_client()
+    image = find_local_image(client, project, facts)
+    registry = registry or registry_client(env, env_name)
+    repository = env.image_repository()
+    tags = facts.image_tags()
+
+    reporter.step(f"checking access to {repository} ({registry.kind})")
+    registry.check_access()
+    plan = plan_push(registry, image, repository, tags)
+    setup = registry.ensure_repository()
+    if setup.get("created"):
+        reporter.step(f"created repository {registry.repository} (tags immutable, scan on push)")
+    refuse_overwrite(registry, repository, plan)
+
+    if plan["to_push"]:
+        for tag in plan["replaced"]:
+            reporter.warn(f"{repository}:{tag} pointed at {plan['registry'][tag]}; it now points at this build")
+        upload(client, image, repository, plan["to_push"], registry.auth_config(), reporter)
+    else:
+        reporter.step(f"{repository} already holds {', '.join(tags)} for this image: nothing uploaded")
+
+    digest = verify_digest(client, image, registry, repository, tags)
+    reporter.step(f"pushed {repository}@{digest}")
+    return {"repository": repository, "digest": digest, "reference": f"{repository}@{digest}", "tags": tags}
+
+
+def refuse_dirty_release(project: Project, facts: GitFacts, env_name: str) -> None:
+    """A `-dirty` image is not any commit: it may only go to the developer's own `local` registry."""
+    if facts.dirty and env_name != LOCAL_ENVIRONMENT:
+        raise SlipwayError(
+            f"HEAD's image {head_reference(project, facts)} was built from uncommitted changes and cannot be "
+            f"pushed to '{env_name}' (only to '{LOCAL_ENVIRONMENT}')",
+            "commit your changes, run `make image`, then push")
+
+
+def repo_digests(image, repository: str) -> set[str]:
+    """The digests the engine knows `image` by in `repository` (from pushes or pulls), `sha256:...`."""
+    image.reload()
+    prefix = repository + "@"
+    return {ref[len(prefix):] for ref in image.attrs.get("RepoDigests") or [] if ref.startswith(prefix)}
+
+
+def plan_push(registry: RegistryClient, image, repository: str, tags: list[str]) -> dict:
+    """Which tags the registry already holds for this very image, and which need a push.
+
+    A tag is up to date when its registry digest is one the engine recorded for this image in this
+    repository; then nothing is uploaded for it."""
+    held = {tag: registry.manifest_digest(tag) for tag in tags}
+    known = repo_digests(image, repository)
+    to_push = [tag for tag in tags if held[tag] is None or held[tag] not in known]
+    return {"registry": held, "to_push": to_push, "replaced": [t for t in to_push if held[t] is not None]}
+
+
+def refuse_overwrite(registry: RegistryClient, repository: str, plan: dict) -> None:
+    if plan["replaced"] and registry.tags_immutable():
+        tag = plan["replaced"][0]
+        raise SlipwayError(
+            f"{repository}:{tag} already exists with another image ({plan['registry'][tag]}) and the "
+            "repository's tags are immutable",
+            "this commit was released from a different build: deploy the pushed one "
+            "(`python build.py deploy`) instead of pushing a rebuild")
+
+
+def upload(client: docker.DockerClient, image, repository: str, tags: list[str], auth_config: dict | None,
+           reporter: Reporter) -> None:
+    """Tag and push each tag; the first push uploads the layers, the others only add the tag."""
+    existing = set(image.tags)
+    added: list[str] = []
+    try:
+        for tag in tags:
+            ref = f"{repository}:{tag}"
+            if ref not in existing:
+                image.tag(repository, tag)
+                added.append(ref)
+            reporter.step(f"pushing {ref}")
+            stream = client.api.push(repository, tag=tag, stream=True, decode=True, auth_config=auth_config)
+            consume_push_stream(stream, ref, reporter)
+    except BaseException:
+        # A failed push leaves the engine as it was: no half-made registry tags locally.
+        for ref in added:
+            try:
+                client.images.remove(ref, noprune=True)
+            except APIError:
+                pass
+        raise
+
+
+def consume_push_stream(stream, ref: str, reporter: Reporter) -> str | None:
+    """Show the push's progress; an error line is a failure. Returns the digest the engine reports."""
+    digest = None
+    try:
+        for line in stream:
+            if "error" in line or "errorDetail" in line:
+                message = (line.get("errorDetail") or {}).get("message") or line.get("error") or "unknown error"
+                raise SlipwayError(f"pushing {ref} failed: {message}", push_fix(message))
+            if line.get("aux", {}).get("Digest"):
+                digest = line["aux"]["Digest"]
+            status = line.get("status")
+            if status and status not in ("Pushing", "Waiting", "Preparing"):
+                reporter.detail(f"{line['id']}: {status}" if line.get("id") else status)
+    except APIError as exc:
+        message = str(exc.explanation or exc)
+        raise SlipwayError(f"pushing {ref} failed: {message}", push_fix(message)) from None
+    return digest
+
+
+def push_fix(message: str) -> str:
+    lowered = message.lower()
+    if "unauthorized" in lowered or "denied" in lowered or "authentication required" in lowered:
+        return "check the registry credentials and that they may push to this repository"
+    if "immutable" in lowered or "cannot be overwritten" in lowered:
+        return "the tag exists with another image: deploy the release already pushed"
+    if "connection refused" in lowered or "no such host" in lowered or "timeout" in lowered:
+        return "check that the registry is reachable from the Docker engine (`make up` for local)"
+    if "http response to https client" in lowered:
+        return "add the registry to the Docker engine's insecure-registries, or serve it over TLS"
+    return "see the Docker engine's log for details"
+
+
+def verify_digest(client: docker.DockerClient, image, registry: RegistryClient, repository: str,
+                  tags: list[str]) -> str:
+    """The registry's digest for every tag (manifest HEAD), cross-checked with the engine's RepoDigests."""
+    held = {tag: registry.manifest_digest(tag) for tag in tags}
+    missing = [tag for tag, digest in held.items() if digest is None]
+    if missing:
+        raise SlipwayError(f"after the push, {repository} has no tag {missing[0]}",
+                           "check the registry's logs; then push again")
+    digests = set(held.values())
+    if len(digests) != 1:
+        raise SlipwayError(f"the tags of {repository} point at different images: {held}",
+                           "push again; if it persists, another push is racing this one")
+    digest = digests.pop()
+    known = repo_digests(image, repository)
+    if digest not in known:
+        engine = ", ".join(sorted(known)) or "none"
+        raise SlipwayError(f"{repository}:{tags[0]} is {digest} in the registry but the engine pushed {engine}",
+                           "another build was pushed under the same tag: rebuild with `make image` and push again")
+    return digest

@@ -1,0 +1,55 @@
+"""The release configuration carried by every image: the slipway.yaml and deployments.yaml of its commit.
+
+It travels in an image label (inside the image config blob: a few KB, readable from the registry without
+pulling a layer), with its SHA-256 in a second label, and as a file in the image for people who `docker run`.
+A rollback restores both the image and the configuration released with it.
+"""
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+
+from slipway.config import CONFIG_FILE, Project
+from slipway.errors import SlipwayError
+
+LABEL = "io.slipway.release-config"
+HASH_LABEL = "io.slipway.release-config.sha256"
+FILE_IN_IMAGE = "/opt/prefect/.slipway/release-config.json"
+
+
+def collect(project: Project) -> dict[str, str]:
+    """The files that make up a release's configuration, by name, as text."""
+    names = [CONFIG_FILE, project.config.deployments]
+    files = {}
+    for name in names:
+        path = project.resolve(name)
+        if not path.is_file():
+            raise SlipwayError(f"{name} not found", f"create it or fix '{name}' in {CONFIG_FILE}")
+        files[name] = path.read_text()
+    return files
+
+
+def encode(files: dict[str, str]) -> tuple[str, str]:
+    """(label value, sha256): canonical JSON, gzip with a fixed mtime, base64 — same files, same label."""
+    canonical = json.dumps(files, sort_keys=True, separators=(",", ":")).encode()
+    packed = base64.b64encode(gzip.compress(canonical, mtime=0)).decode()
+    return packed, hashlib.sha256(canonical).hexdigest()
+
+
+def decode(labels: dict[str, str], where: str) -> dict[str, str]:
+    """Read the files back from an image's labels, checking the hash label."""
+    packed = labels.get(LABEL)
+    if not packed:
+        raise SlipwayError(f"{where} carries no release configuration (label {LABEL})",
+                           "it was not built by slipway; roll back to a release built by slipway")
+    try:
+        canonical = gzip.decompress(base64.b64decode(packed))
+        files = json.loads(canonical)
+    except (ValueError, OSError) as exc:
+        raise SlipwayError(f"{where}: release configuration label is unreadable ({exc})") from None
+    if hashlib.sha256(canonical).hexdigest() != labels.get(HASH_LABEL):
+        raise SlipwayError(f"{where}: release configuration does not match its hash label {HASH_LABEL}",
+                           "the image was altered; rebuild that commit or pick another release")
+    return files

@@ -1,0 +1,119 @@
+"""The release image, built on the local engine with `build.py image`'s own code and inspected in containers."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from slipway import release_config
+from slipway.config import load_project
+from slipway.errors import SlipwayError
+from slipway.git import read_git_facts
+from slipway.image import build_image
+from slipway.output import Reporter
+from tests.conftest import REPO_ROOT, git, snapshot_repo
+
+pytestmark = pytest.mark.docker
+
+
+def run_in(client, image: str, *command: str, **kwargs) -> str:
+    out = client.containers.run(image, list(command), remove=True, stdout=True, stderr=True, **kwargs)
+    return out.decode()
+
+
+def test_tags_and_labels_name_the_commit(docker_engine, release_image):
+    facts = read_git_facts(release_image["root"])
+    assert release_image["revision"] == facts.sha
+    assert release_image["tags"] == [facts.sha, facts.sha[:12]]
+    image = docker_engine.images.get(release_image["image_id"])
+    assert set(image.tags) >= {f"jaffle-shop:{facts.sha}", f"jaffle-shop:{facts.sha[:12]}"}
+    labels = image.labels
+    assert labels["org.opencontainers.image.revision"] == facts.sha
+    assert labels["org.opencontainers.image.created"] == facts.commit_time  # the commit's time, not the build's
+    assert labels["org.opencontainers.image.version"] == facts.sha[:12]
+    assert labels["org.opencontainers.image.source"] == str(release_image["root"])
+
+
+def test_process_is_not_root(docker_engine, release_image):
+    assert run_in(docker_engine, release_image["image"], "id", "-u").strip() != "0"
+
+
+def test_custom_modules_and_every_flow_module_import(docker_engine, release_image):
+    flow_files = sorted(p.name for p in (release_image["root"] / "flows").glob("*.py") if p.name != "__init__.py")
+    assert flow_files, "the example content has flows"
+    probe = (
+        "import importlib.util, json, pathlib, jaffle_common\n"
+        "loaded = []\n"
+        "for path in sorted(pathlib.Path('flows').glob('*.py')):\n"
+        "    if path.name == '__init__.py': continue\n"
+        "    spec = importlib.util.spec_from_file_location(path.stem, path)\n"
+        "    spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+        "    loaded.append(path.name)\n"
+        "print(json.dumps({'modules_from': jaffle_common.__file__, 'flows': loaded}))\n"
+    )
+    out = json.loads(run_in(docker_engine, release_image["image"], "python", "-c", probe).strip().splitlines()[-1])
+    assert out["flows"] == flow_files
+    assert "/opt/venv/lib/python3.11/site-packages/jaffle_common" in out["modules_from"]  # installed, not copied
+
+
+def test_dbt_manifest_is_baked_in_and_parse_succeeds(docker_engine, release_image):
+    image = release_image["image"]
+    manifest = run_in(docker_engine, image, "python", "-c",
+                      "import json; m = json.load(open('/opt/prefect/dbt/target/manifest.json'));"
+                      "print(sum(1 for n in m['nodes'] if n.startswith('model.')))")
+    assert int(manifest.strip()) > 0
+    out = run_in(docker_engine, image, "dbt", "parse", "--project-dir", "/opt/prefect/dbt",
+                 "--target-path", "/tmp/target", "--log-path", "/tmp/logs")
+    assert "Performance info" in out or "Encountered an error" not in out
+
+
+def test_release_configuration_travels_in_label_and_file(docker_engine, release_image):
+    image = docker_engine.images.get(release_image["image_id"])
+    files = release_config.decode(image.labels, release_image["image"])
+    assert files["slipway.yaml"] == (release_image["root"] / "slipway.yaml").read_text()
+    assert files["deployments.yaml"] == (release_image["root"] / "deployments.yaml").read_text()
+    in_image = json.loads(run_in(docker_engine, release_image["image"], "cat", release_config.FILE_IN_IMAGE))
+    assert in_image == files
+
+
+def test_rebuild_of_the_same_commit_yields_the_same_labels(docker_engine, release_image):
+    root = release_image["root"]
+    again = build_image(docker_engine, load_project(root), read_git_facts(root), Reporter(quiet=True))
+    assert again["image_id"] == release_image["image_id"]  # every layer from cache, the same labels
+    assert again["tags"] == release_image["tags"]
+
+
+def test_git_tag_at_head_becomes_an_image_tag(docker_engine, release_image, tmp_path):
+    repo = snapshot_repo(tmp_path / "tagged", release_image["root"])
+    git(repo, "tag", "v9.9.9")
+    result = build_image(docker_engine, load_project(repo), read_git_facts(repo), Reporter(quiet=True))
+    assert result["tags"][-1] == "v9.9.9"
+    assert f"jaffle-shop:v9.9.9" in docker_engine.images.get(result["image_id"]).tags
+    docker_engine.images.remove("jaffle-shop:v9.9.9")
+
+
+def test_allow_dirty_builds_dirty_tags(docker_engine, release_image, tmp_path):
+    repo = snapshot_repo(tmp_path / "dirty", release_image["root"])
+    (repo / "flows" / "scratch_note.py").write_text("NOTE = 'uncommitted'\n")
+    facts = read_git_facts(repo)
+    with pytest.raises(SlipwayError, match="uncommitted or untracked"):
+        build_image(docker_engine, load_project(repo), facts, Reporter(quiet=True))
+    result = build_image(docker_engine, load_project(repo), facts, Reporter(quiet=True), allow_dirty=True)
+    assert all(tag.endswith("-dirty") for tag in result["tags"])
+    for tag in result["tags"]:
+        docker_engine.images.remove(f"jaffle-shop:{tag}")
+
+
+def test_broken_dbt_project_fails_the_build_with_one_line(release_image, tmp_path):
+    repo = snapshot_repo(tmp_path / "broken", release_image["root"])
+    model = next((repo / "dbt" / "models").rglob("*.sql"))
+    model.write_text("select * from {{ ref('model_that_does_not_exist') }}\n")
+    git(repo, "commit", "-q", "-am", "break a model")
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "build.py"), "image", "--root", str(repo)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    error = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(error) == 1, proc.stderr
+    assert "dbt parse" in error[0] and "model_that_does_not_exist" in error[0]

@@ -1,0 +1,109 @@
+"""Git facts, tag naming and dirty detection, against real throwaway repositories."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from slipway.errors import SlipwayError
+from slipway.git import docker_tag_for, is_ancestor, read_git_facts
+from tests.conftest import git
+
+
+@pytest.fixture
+def repo(tmp_path):
+    git(tmp_path, "init", "-q", "-b", "main")
+    (tmp_path / "a.txt").write_text("one\n")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-q", "-m", "first")
+    return tmp_path
+
+
+def test_facts_of_a_clean_commit(repo):
+    facts = read_git_facts(repo)
+    assert facts.sha == git(repo, "rev-parse", "HEAD")
+    assert len(facts.sha) == 40 and facts.short_sha == facts.sha[:12]
+    assert facts.dirty is False
+    assert facts.tag is None
+    assert facts.commit_time == "2026-01-02T03:04:05+00:00"  # the committer date from GIT_ENV, not now
+    assert facts.image_tags() == [facts.sha, facts.sha[:12]]
+    assert facts.version == facts.sha[:12]
+
+
+def test_exact_tag_is_added_and_sanitized(repo):
+    git(repo, "tag", "release/1.2")
+    facts = read_git_facts(repo)
+    assert facts.tag == "release/1.2"
+    assert facts.image_tags()[-1] == "release-1.2"
+    assert facts.version == "release/1.2"
+
+
+def test_tag_on_an_older_commit_is_not_used(repo):
+    git(repo, "tag", "v1")
+    (repo / "a.txt").write_text("two\n")
+    git(repo, "commit", "-q", "-am", "second")
+    assert read_git_facts(repo).tag is None
+
+
+@pytest.mark.parametrize("change", ["modify", "untracked", "staged"])
+def test_dirty_tree_suffixes_every_tag(repo, change):
+    if change == "modify":
+        (repo / "a.txt").write_text("changed\n")
+    elif change == "untracked":
+        (repo / "new.py").write_text("x = 1\n")
+    else:
+        (repo / "b.txt").write_text("b\n")
+        git(repo, "add", "b.txt")
+    facts = read_git_facts(repo)
+    assert facts.dirty is True
+    assert all(t.endswith("-dirty") for t in facts.image_tags())
+
+
+def test_ignored_files_do_not_make_the_tree_dirty(repo):
+    (repo / ".gitignore").write_text("*.log\n")
+    git(repo, "add", ".gitignore")
+    git(repo, "commit", "-q", "-m", "ignore logs")
+    (repo / "run.log").write_text("noise\n")
+    assert read_git_facts(repo).dirty is False
+
+
+def test_not_a_repository(tmp_path):
+    with pytest.raises(SlipwayError, match="is not a Git repository"):
+        read_git_facts(tmp_path)
+
+
+def test_repository_without_commits(tmp_path):
+    git(tmp_path, "init", "-q")
+    with pytest.raises(SlipwayError, match="has no commit yet"):
+        read_git_facts(tmp_path)
+
+
+@pytest.mark.parametrize("git_tag, docker_tag", [
+    ("v1.2.3", "v1.2.3"), ("release/2026-01", "release-2026-01"), ("-odd", "_odd"), ("a+b", "a-b"),
+])
+def test_docker_tag_for(git_tag, docker_tag):
+    assert docker_tag_for(git_tag) == docker_tag
+
+
+def test_is_ancestor(repo):
+    first = git(repo, "rev-parse", "HEAD")
+    (repo / "a.txt").write_text("two\n")
+    git(repo, "commit", "-q", "-am", "second")
+    second = git(repo, "rev-parse", "HEAD")
+    assert is_ancestor(repo, first, second) is True
+    assert is_ancestor(repo, second, first) is False
+    assert is_ancestor(repo, first, first) is False
+    assert is_ancestor(repo, "0" * 40, second) is None
+
+
+def test_cli_refuses_a_dirty_tree_with_one_line(repo, tmp_path):
+    """`build.py image` on a dirty tree: one error line naming the cause and the fix, exit 1."""
+    from tests.conftest import REPO_ROOT
+    (repo / "slipway.yaml").write_text("image: {name: x}\nenvironments: {}\n")
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "build.py"), "image", "--root", str(repo)],
+                          capture_output=True, text=True, cwd=REPO_ROOT)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "uncommitted or untracked changes" in lines[0] and "--allow-dirty" in lines[0]
