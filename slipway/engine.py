@@ -4,6 +4,7 @@ scripts/ensure-docker.sh holds the "find or start" policy so that Make, CI and t
 """
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 from typing import Any, Iterable
@@ -72,10 +73,20 @@ def stream_build(stream: Iterable[dict[str, Any]], on_line) -> str:
 
 def _summarize(lines: list[str]) -> str:
     """The failing step's error, folded to one line: from its first error line, at most five lines."""
-    lines = [ln.strip() for ln in lines if ln.strip()]
+    lines = [_clean(ln) for ln in lines]
+    lines = [ln for ln in lines if ln and not ln.startswith(("Removing intermediate container", "---> "))]
     first = next((i for i, ln in enumerate(lines) if "error" in ln.lower()), max(len(lines) - 3, 0))
     text = " | ".join(lines[first:first + 5])
     return text if len(text) <= 500 else text[:497] + "..."
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_CLOCK = re.compile(r"^\d\d:\d\d:\d\d(\.\d+)?\s+")
+
+
+def _clean(line: str) -> str:
+    """Tool output without colour codes and leading clock times (dbt prints both)."""
+    return _CLOCK.sub("", _ANSI.sub("", line).strip()).strip()
 
 
 def _short(step: str) -> str:
@@ -88,4 +99,4 @@ class BuildFailed(Exception):
     def __init__(self, step: str, detail: str):
         self.step = step
         self.detail = detail
-        super().__init__(f"step '{step}' failed: {detail}")
+        super().__init__(f"step '{step}': {detail}")

@@ -44,7 +44,7 @@ def head_reference(project: Project, facts: GitFacts) -> str:
 
 
 def build_image(client: docker.DockerClient, project: Project, facts: GitFacts, reporter: Reporter,
-                allow_dirty: bool = False) -> dict:
+                allow_dirty: bool = False, nocache: bool = False) -> dict:
     refuse_dirty(facts, allow_dirty)
     config_label, config_hash = release_config.encode(release_config.collect(project))
     base = ensure_base(client, project, reporter)
@@ -60,6 +60,7 @@ def build_image(client: docker.DockerClient, project: Project, facts: GitFacts, 
         rm=True,
         forcerm=True,
         pull=False,
+        nocache=nocache,  # benchmarks measure a cold build with it
         decode=True,
     )
     try:

@@ -47,7 +47,7 @@ def push_head(project: Project, env_name: str, reporter: Reporter, facts: GitFac
     else:
         reporter.step(f"{repository} already holds {', '.join(tags)} for this image: nothing uploaded")
 
-    digest = verify_digest(client, image, registry, repository, tags)
+    digest = verify_digest(image, registry, repository, tags)
     reporter.step(f"pushed {repository}@{digest}")
     return {"repository": repository, "digest": digest, "reference": f"{repository}@{digest}", "tags": tags}
 
@@ -145,8 +145,7 @@ def push_fix(message: str) -> str:
     return "see the Docker engine's log for details"
 
 
-def verify_digest(client: docker.DockerClient, image, registry: RegistryClient, repository: str,
-                  tags: list[str]) -> str:
+def verify_digest(image, registry: RegistryClient, repository: str, tags: list[str]) -> str:
     """The registry's digest for every tag (manifest HEAD), cross-checked with the engine's RepoDigests."""
     held = {tag: registry.manifest_digest(tag) for tag in tags}
     missing = [tag for tag, digest in held.items() if digest is None]

@@ -21,5 +21,11 @@ def registry_client(env: EnvironmentConfig, env_name: str | None = None, **optio
     return _KINDS[env.registry.kind](env, env_name, **options)
 
 
-__all__ = ["MANIFEST_TYPES", "RegistryClient", "registry_client", "AcrRegistryClient", "EcrRegistryClient",
-           "GenericRegistryClient"]
+__all__ = [
+    "MANIFEST_TYPES",
+    "AcrRegistryClient",
+    "EcrRegistryClient",
+    "GenericRegistryClient",
+    "RegistryClient",
+    "registry_client",
+]

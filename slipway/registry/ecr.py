@@ -10,7 +10,12 @@ import base64
 import re
 
 import boto3
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    NoRegionError,
+)
 
 from slipway.errors import SlipwayError
 from slipway.registry.client import RegistryClient

@@ -1,0 +1,43 @@
+"""Helpers shared by the benchmarks: timing, medians, tables, and a scratch copy of the repository."""
+from __future__ import annotations
+
+import statistics
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.conftest import git, snapshot_repo  # noqa: F401  (re-exported for the benchmarks)
+
+
+@contextmanager
+def stopwatch():
+    box = {}
+    start = time.perf_counter()
+    try:
+        yield box
+    finally:
+        box["s"] = time.perf_counter() - start
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def table(title: str, header: list[str], rows: list[list]) -> str:
+    cells = [[str(c) for c in header]] + [[f"{c:.2f}" if isinstance(c, float) else str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    line = "+".join("-" * (w + 2) for w in widths)
+    out = [title, line]
+    for i, r in enumerate(cells):
+        out.append("|".join(f" {c:<{widths[j]}} " for j, c in enumerate(r)))
+        if i == 0:
+            out.append(line)
+    out.append(line)
+    return "\n".join(out)
+
+
+def change_a_flow(repo: Path, marker: str) -> None:
+    """A one-line code change to a flow, committed: what a typical code-only release looks like."""
+    flow = repo / "flows" / "extract_load.py"
+    flow.write_text(flow.read_text() + f"\n# bench change {marker}\n")
+    git(repo, "commit", "-q", "-am", f"bench change {marker}")

@@ -1,0 +1,368 @@
+"""Plan and apply deployments and the work pool through Prefect's own client.
+
+`plan` reads and compares; `apply` writes only what the plan says changed:
+- an unchanged deployment gets no request at all, so its schedules (and their ids, and a pause an operator
+  made in the UI) stay exactly as they are;
+- a changed deployment gets one PATCH with only the changed fields, and its schedules are reconciled one
+  by one by slug (update in place, create, delete) — never "delete all, recreate all";
+- a new deployment is created with its flow (`create_flow_from_name`) and schedules.
+
+Schedules compare semantically: a cron compares by its fields and timezone, an interval by its length
+(and anchor only when declared), an rrule by its rule lines (the DTSTART Prefect injects into a bare rrule
+is not a change). `active` is compared only when declared in deployments.yaml (see deployments.py).
+"""
+from __future__ import annotations
+
+import datetime
+import os
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Optional
+from uuid import UUID
+
+import anyio
+
+from slipway.config import EnvironmentConfig
+from slipway.deployments import ScheduleDecl
+from slipway.errors import SlipwayError
+
+MAX_CONCURRENT_REQUESTS = 8
+DEFAULT_WORK_QUEUE = "default"
+APP_ROOT = "/opt/prefect"
+PULL_STEPS = [{"prefect.deployments.steps.set_working_directory": {"directory": APP_ROOT}}]
+
+
+@dataclass
+class DesiredSchedule:
+    slug: str
+    decl: ScheduleDecl
+
+    def create_action(self):
+        from prefect.client.schemas.actions import DeploymentScheduleCreate
+
+        return DeploymentScheduleCreate(schedule=self.decl.to_prefect(),
+                                        active=True if self.decl.active is None else self.decl.active,
+                                        parameters=dict(self.decl.parameters), slug=self.slug)
+
+
+@dataclass
+class DesiredDeployment:
+    """Everything slipway registers for one deployment: data only, so a rollback can rebuild it."""
+
+    flow_name: str
+    name: str
+    version: str
+    description: Optional[str]
+    tags: list[str]
+    parameters: dict[str, Any]
+    parameter_openapi_schema: dict[str, Any]
+    job_variables: dict[str, Any]
+    work_pool_name: str
+    work_queue_name: Optional[str]
+    entrypoint: str
+    concurrency_limit: Optional[int]
+    enforce_parameter_schema: bool
+    schedules: list[DesiredSchedule] = field(default_factory=list)
+    pull_steps: list[dict[str, Any]] = field(default_factory=lambda: [dict(s) for s in PULL_STEPS])
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.flow_name}/{self.name}"
+
+
+# --- client ------------------------------------------------------------------------------------------------
+
+def api_key_for(env: EnvironmentConfig, env_name: str) -> Optional[str]:
+    name = env.prefect.api_key_env
+    if not name:
+        return None
+    value = os.environ.get(name)
+    if not value:
+        raise SlipwayError(f"slipway.yaml: environments.{env_name}.prefect.api_key_env: ${name} is not set",
+                           f"export {name} with the Prefect API key (never put the key in a file)")
+    return value
+
+
+@asynccontextmanager
+async def prefect_client(env: EnvironmentConfig, env_name: str) -> AsyncIterator[Any]:
+    """A Prefect client for the environment's API, checked to answer before anything else is done."""
+    from prefect.client.orchestration import PrefectClient
+
+    url = env.prefect.api_url
+    async with PrefectClient(api=url, api_key=api_key_for(env, env_name)) as client:
+        failure = await client.api_healthcheck()
+        if failure is not None:
+            reason = " ".join(str(failure).split())[:200] or type(failure).__name__
+            raise SlipwayError(
+                f"the Prefect API at {url} (slipway.yaml environments.{env_name}.prefect.api_url) "
+                f"does not answer: {reason}",
+                "start it (`make up` for the local one) or fix api_url; nothing was changed")
+        yield client
+
+
+def explain_http_error(exc: Exception, what: str) -> SlipwayError:
+    import httpx
+
+    if isinstance(exc, httpx.HTTPStatusError):
+        body = exc.response.text.strip()
+        detail = f"HTTP {exc.response.status_code}: {body[:300]}"
+    else:
+        detail = f"{type(exc).__name__}: {exc}"
+    return SlipwayError(f"Prefect refused to {what}: {detail}")
+
+
+# --- work pool ---------------------------------------------------------------------------------------------
+
+async def read_work_pool(client, name: str):
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        return await client.read_work_pool(name)
+    except ObjectNotFound:
+        return None
+
+
+def plan_work_pool(live, name: str, pool_type: str, template: Optional[dict], managed: bool) -> dict:
+    """created / updated (template differs; only for a pool whose template is in the repo) / unchanged."""
+    if live is None:
+        return {"name": name, "type": pool_type, "action": "created", "changes": []}
+    if live.type != pool_type:
+        raise SlipwayError(
+            f"work pool '{name}' exists with type '{live.type}', slipway.yaml says '{pool_type}'",
+            "rename the pool in slipway.yaml or delete the existing pool")
+    if managed and live.base_job_template != template:
+        return {"name": name, "type": pool_type, "action": "updated", "changes": ["base_job_template"]}
+    return {"name": name, "type": pool_type, "action": "unchanged", "changes": []}
+
+
+async def apply_work_pool(client, plan: dict, template: dict) -> None:
+    from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
+
+    try:
+        if plan["action"] == "created":
+            await client.create_work_pool(WorkPoolCreate(name=plan["name"], type=plan["type"],
+                                                         base_job_template=template))
+        elif plan["action"] == "updated":
+            await client.update_work_pool(plan["name"], WorkPoolUpdate(base_job_template=template))
+    except Exception as exc:
+        if isinstance(exc, SlipwayError):
+            raise
+        raise explain_http_error(exc, f"{plan['action'][:-1]} work pool '{plan['name']}'") from None
+
+
+# --- deployments: compare ----------------------------------------------------------------------------------
+
+async def read_deployments(client, names: list[str]) -> dict[str, Any]:
+    """name -> DeploymentResponse, or None when it does not exist yet. Reads run concurrently (bounded)."""
+    from prefect.exceptions import ObjectNotFound
+
+    limiter = anyio.CapacityLimiter(MAX_CONCURRENT_REQUESTS)
+    found: dict[str, Any] = {}
+
+    async def read(name: str) -> None:
+        async with limiter:
+            try:
+                found[name] = await client.read_deployment_by_name(name)
+            except ObjectNotFound:
+                found[name] = None
+
+    async with anyio.create_task_group() as tg:
+        for name in names:
+            tg.start_soon(read, name)
+    return found
+
+
+def _rrule_lines(rrule: str) -> list[str]:
+    return sorted(line.strip() for line in rrule.splitlines() if line.strip())
+
+
+def schedule_matches(decl: ScheduleDecl, live_schedule) -> bool:
+    """Does the live schedule (a Prefect schedule model) mean what the declaration says?"""
+    from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule, RRuleSchedule
+
+    want = decl.to_prefect()
+    if type(want) is not type(live_schedule):
+        return False
+    if isinstance(want, CronSchedule):
+        return (" ".join(want.cron.split()) == " ".join(live_schedule.cron.split())
+                and (want.timezone or "UTC") == (live_schedule.timezone or "UTC")
+                and want.day_or == live_schedule.day_or)
+    if isinstance(want, IntervalSchedule):
+        if want.interval != live_schedule.interval:
+            return False
+        if decl.timezone is not None and want.timezone != live_schedule.timezone:
+            return False
+        # Without a declared anchor Prefect anchors at creation time: any anchor is the declared schedule.
+        return decl.anchor_date is None or want.anchor_date == live_schedule.anchor_date
+    if isinstance(want, RRuleSchedule):
+        live_lines = _rrule_lines(live_schedule.rrule)
+        want_lines = _rrule_lines(want.rrule)
+        if not any(line.startswith("DTSTART") for line in want_lines):
+            live_lines = [line for line in live_lines if not line.startswith("DTSTART")]
+        return want_lines == live_lines and (want.timezone or "UTC") == (live_schedule.timezone or "UTC")
+    return False
+
+
+def plan_schedules(desired: list[DesiredSchedule], live: list) -> dict[str, list]:
+    """Reconcile by slug: {"create": [DesiredSchedule], "update": [(live, DesiredSchedule, fields)], "delete": [live]}."""
+    by_slug = {s.slug: s for s in live if s.slug}
+    ops: dict[str, list] = {"create": [], "update": [], "delete": []}
+    for want in desired:
+        have = by_slug.pop(want.slug, None)
+        if have is None:
+            ops["create"].append(want)
+            continue
+        fields = []
+        if not schedule_matches(want.decl, have.schedule):
+            fields.append("schedule")
+        if dict(want.decl.parameters) != dict(have.parameters or {}):
+            fields.append("parameters")
+        if want.decl.active is not None and want.decl.active != have.active:
+            fields.append("active")
+        if fields:
+            ops["update"].append((have, want, fields))
+    ops["delete"] = list(by_slug.values()) + [s for s in live if not s.slug]
+    return ops
+
+
+def _live_concurrency_limit(live) -> Optional[int]:
+    gcl = getattr(live, "global_concurrency_limit", None)
+    if gcl is not None:
+        return gcl.limit
+    return getattr(live, "concurrency_limit", None)
+
+
+def deployment_changes(want: DesiredDeployment, live) -> dict[str, Any]:
+    """The fields of `live` that differ from `want` (schedules as their reconcile operations)."""
+    changes: dict[str, Any] = {}
+    simple = {
+        "version": (want.version, live.version),
+        "description": (want.description, live.description),
+        "parameters": (want.parameters, live.parameters),
+        "parameter_openapi_schema": (want.parameter_openapi_schema, live.parameter_openapi_schema),
+        "job_variables": (want.job_variables, live.job_variables),
+        "entrypoint": (want.entrypoint, live.entrypoint),
+        "path": (None, live.path),
+        "pull_steps": (want.pull_steps, live.pull_steps),
+        "enforce_parameter_schema": (want.enforce_parameter_schema, live.enforce_parameter_schema),
+        "work_pool_name": (want.work_pool_name, live.work_pool_name),
+        "work_queue_name": (want.work_queue_name or DEFAULT_WORK_QUEUE, live.work_queue_name),
+        "concurrency_limit": (want.concurrency_limit, _live_concurrency_limit(live)),
+    }
+    for name, (a, b) in simple.items():
+        if a != b:
+            changes[name] = a
+    if sorted(set(want.tags)) != sorted(set(live.tags or [])):
+        changes["tags"] = want.tags
+    ops = plan_schedules(want.schedules, live.schedules or [])
+    if any(ops.values()):
+        changes["schedules"] = ops
+    return changes
+
+
+def describe_changes(changes: dict[str, Any]) -> list[str]:
+    """Human/JSON-friendly field list: ['version', 'job_variables', 'schedules.schedule-1.active', ...]."""
+    out = [k for k in changes if k != "schedules"]
+    ops = changes.get("schedules")
+    if ops:
+        out += [f"schedules.{s.slug}(new)" for s in ops["create"]]
+        out += [f"schedules.{w.slug}.{f}" for _, w, fields in ops["update"] for f in fields]
+        out += [f"schedules.{s.slug or s.id}(removed)" for s in ops["delete"]]
+    return out
+
+
+# --- deployments: apply ------------------------------------------------------------------------------------
+
+async def create_deployment(client, want: DesiredDeployment) -> UUID:
+    flow_id = await client.create_flow_from_name(want.flow_name)
+    return await client.create_deployment(
+        flow_id=flow_id,
+        name=want.name,
+        version=want.version,
+        schedules=[s.create_action() for s in want.schedules],
+        concurrency_limit=want.concurrency_limit,
+        parameters=want.parameters,
+        description=want.description,
+        work_queue_name=want.work_queue_name,
+        work_pool_name=want.work_pool_name,
+        tags=want.tags,
+        entrypoint=want.entrypoint,
+        parameter_openapi_schema=want.parameter_openapi_schema,
+        pull_steps=want.pull_steps,
+        enforce_parameter_schema=want.enforce_parameter_schema,
+        job_variables=want.job_variables,
+    )
+
+
+async def update_deployment(client, want: DesiredDeployment, live, changes: dict[str, Any]) -> None:
+    from prefect.client.schemas.actions import DeploymentUpdate
+
+    fields = {k: v for k, v in changes.items() if k not in ("schedules", "work_pool_name", "work_queue_name")}
+    if "work_pool_name" in changes or "work_queue_name" in changes:
+        fields["work_pool_name"] = want.work_pool_name
+        fields["work_queue_name"] = want.work_queue_name or DEFAULT_WORK_QUEUE
+    if "tags" in changes:
+        fields["tags"] = want.tags
+    if fields:
+        # Only the changed fields are sent (exclude_unset): no `schedules` key, so the server keeps them.
+        await client.update_deployment(live.id, DeploymentUpdate(**fields))
+    ops = changes.get("schedules")
+    if ops:
+        for have in ops["delete"]:
+            await client.delete_deployment_schedule(live.id, have.id)
+        for have, want_s, changed in ops["update"]:
+            await client.update_deployment_schedule(
+                live.id, have.id,
+                schedule=want_s.decl.to_prefect() if "schedule" in changed else None,
+                active=want_s.decl.active if "active" in changed else None,
+                parameters=dict(want_s.decl.parameters) if "parameters" in changed else None,
+            )
+        if ops["create"]:
+            await client.create_deployment_schedules(live.id, [s.create_action() for s in ops["create"]])
+
+
+def plan_deployments(desired: list[DesiredDeployment], live: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for want in desired:
+        have = live.get(want.full_name)
+        if have is None:
+            rows.append({"name": want.full_name, "id": None, "action": "created", "changes": [],
+                         "_changes": None, "_live": None, "_want": want})
+            continue
+        changes = deployment_changes(want, have)
+        rows.append({"name": want.full_name, "id": str(have.id),
+                     "action": "updated" if changes else "unchanged",
+                     "changes": describe_changes(changes), "_changes": changes, "_live": have, "_want": want})
+    return rows
+
+
+async def apply_deployments(client, rows: list[dict[str, Any]], reporter) -> None:
+    """Apply planned rows concurrently (at most MAX_CONCURRENT_REQUESTS at once); fills each row's id."""
+    limiter = anyio.CapacityLimiter(MAX_CONCURRENT_REQUESTS)
+
+    async def apply(row: dict[str, Any]) -> None:
+        if row["action"] == "unchanged":
+            return
+        async with limiter:
+            try:
+                if row["action"] == "created":
+                    row["id"] = str(await create_deployment(client, row["_want"]))
+                else:
+                    await update_deployment(client, row["_want"], row["_live"], row["_changes"])
+            except Exception as exc:
+                if isinstance(exc, SlipwayError):
+                    raise
+                raise explain_http_error(exc, f"{row['action'][:-1]} deployment {row['name']}") from None
+        reporter.step(f"{row['action']} {row['name']}")
+
+    async with anyio.create_task_group() as tg:
+        for row in rows:
+            tg.start_soon(apply, row)
+
+
+def public_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in row.items() if not k.startswith("_")} for row in rows]
+
+
+def now_utc() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
