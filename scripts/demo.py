@@ -1,0 +1,99 @@
+"""`make demo`: the embedded default end to end, the way a release engineer would do it by hand.
+
+1. `build.py up`       local registry on localhost:5000 and Prefect server on 127.0.0.1:4200
+2. `build.py image`    HEAD's release image
+3. `build.py deploy`   push, validate, register every deployment pinned to the digest (env `local`)
+4. a Prefect Docker worker (prefect-docker) polls the `local` work pool
+5. run the ELT parent deployment and print each flow run's final state; the run's container is started
+   from the pinned digest, which is checked and printed too.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOYMENT = os.environ.get("DEMO_DEPLOYMENT", "elt/on-demand")
+ENVIRONMENT = "local"
+
+
+def say(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def build_py(*args: str) -> dict | None:
+    """Run a slipway verb like a user would; JSON verbs return their parsed result."""
+    cmd = [sys.executable, str(ROOT / "build.py"), *args]
+    proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        sys.exit(proc.returncode)
+    return json.loads(proc.stdout) if "--json" in args else None
+
+
+async def run_and_report(api_url: str, reference: str) -> int:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+    from prefect.deployments import run_deployment
+
+    say(f"running deployment {DEPLOYMENT} (timeout 15 min)")
+    parent = await run_deployment(DEPLOYMENT, timeout=900, poll_interval=3)
+    async with get_client() as client:
+        parent = await client.read_flow_run(parent.id)
+        children = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent.id])))
+        rows = [(parent, "")] + [(child, "  ") for child in sorted(children, key=lambda r: r.start_time or 0)]
+        print(f"\n{'flow run':<45} {'final state':<12} image")
+        for run, indent in rows:
+            flow = await client.read_flow(run.flow_id)
+            image = (run.job_variables or {}).get("image", "") if not indent else "(same container)"
+            print(f"{indent + flow.name + '/' + run.name:<45} {run.state.name if run.state else '?':<12} {image}")
+    pinned = (parent.job_variables or {}).get("image")
+    if pinned and pinned != reference:
+        print(f"error: the run used {pinned}, not the released {reference}", file=sys.stderr)
+        return 1
+    return 0 if parent.state and parent.state.is_completed() else 1
+
+
+def main() -> int:
+    allow_dirty = ["--allow-dirty"] if os.environ.get("ALLOW_DIRTY") in {"1", "true", "yes"} else []
+    say("starting the local registry and Prefect server")
+    build_py("up")
+    say("building HEAD's image")
+    build_py("image", *allow_dirty)
+    say("deploying to `local` (pushes first)")
+    result = build_py("deploy", "--env", ENVIRONMENT, "--json")
+    reference = result["reference"]
+    for row in result["deployments"]:
+        print(f"    {row['name']:<32} {row['action']}")
+
+    from slipway.config import load_project
+    env = load_project(ROOT).environment(ENVIRONMENT)
+    os.environ["PREFECT_API_URL"] = env.prefect.api_url
+    log_path = ROOT / ".slipway" / "worker.log"
+    log_path.parent.mkdir(exist_ok=True)
+    say(f"starting a Prefect Docker worker on pool {env.work_pool.name} (log: {log_path.relative_to(ROOT)})")
+    with open(log_path, "w") as log:
+        worker = subprocess.Popen(
+            [str(Path(sys.executable).parent / "prefect"), "worker", "start", "--pool", env.work_pool.name,
+             "--type", "docker", "--limit", "4"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(3)
+        if worker.poll() is not None:
+            print(f"error: the worker exited ({worker.returncode}); see {log_path}", file=sys.stderr)
+            return 1
+        return asyncio.run(run_and_report(env.prefect.api_url, reference))
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

