@@ -8,6 +8,8 @@ kept afterwards: they are cheap, show up in `docker images`, and keep the engine
 """
 from __future__ import annotations
 
+import time
+
 import docker
 from docker.errors import APIError
 
@@ -18,6 +20,8 @@ from slipway.git import GitFacts, read_git_facts
 from slipway.image import find_local_image, head_reference
 from slipway.output import Reporter
 from slipway.registry import RegistryClient, registry_client
+
+PROGRESS_EVERY = 3.0  # seconds between two progress lines of one layer
 
 
 def push_head(project: Project, env_name: str, reporter: Reporter, facts: GitFacts | None = None,
@@ -35,10 +39,11 @@ def push_head(project: Project, env_name: str, reporter: Reporter, facts: GitFac
     reporter.step(f"checking access to {repository} ({registry.kind})")
     registry.check_access()
     plan = plan_push(registry, image, repository, tags)
+    refuse_overwrite(registry, repository, plan)
+    # The first write: ECR needs the repository before a push (other registries create it on push).
     setup = registry.ensure_repository()
     if setup.get("created"):
         reporter.step(f"created repository {registry.repository} (tags immutable, scan on push)")
-    refuse_overwrite(registry, repository, plan)
 
     if plan["to_push"]:
         for tag in plan["replaced"]:
@@ -48,7 +53,7 @@ def push_head(project: Project, env_name: str, reporter: Reporter, facts: GitFac
         reporter.step(f"{repository} already holds {', '.join(tags)} for this image: nothing uploaded")
 
     digest = verify_digest(image, registry, repository, tags)
-    reporter.step(f"pushed {repository}@{digest}")
+    reporter.step(f"{repository}@{digest} holds {', '.join(tags)}")
     return {"repository": repository, "digest": digest, "reference": f"{repository}@{digest}", "tags": tags}
 
 
@@ -56,8 +61,9 @@ def refuse_dirty_release(project: Project, facts: GitFacts, env_name: str) -> No
     """A `-dirty` image is not any commit: it may only go to the developer's own `local` registry."""
     if facts.dirty and env_name != LOCAL_ENVIRONMENT:
         raise SlipwayError(
-            f"HEAD's image {head_reference(project, facts)} was built from uncommitted changes and cannot be "
-            f"pushed to '{env_name}' (only to '{LOCAL_ENVIRONMENT}')",
+            f"{facts.root} has uncommitted changes, so HEAD's image is the -dirty build "
+            f"{head_reference(project, facts)}, which cannot be pushed to '{env_name}' (only to "
+            f"'{LOCAL_ENVIRONMENT}')",
             "commit your changes, run `make image`, then push")
 
 
@@ -116,6 +122,7 @@ def upload(client: docker.DockerClient, image, repository: str, tags: list[str],
 def consume_push_stream(stream, ref: str, reporter: Reporter) -> str | None:
     """Show the push's progress; an error line is a failure. Returns the digest the engine reports."""
     digest = None
+    shown: dict[str, float] = {}  # layer -> when its upload progress was last shown
     try:
         for line in stream:
             if "error" in line or "errorDetail" in line:
@@ -124,7 +131,13 @@ def consume_push_stream(stream, ref: str, reporter: Reporter) -> str | None:
             if line.get("aux", {}).get("Digest"):
                 digest = line["aux"]["Digest"]
             status = line.get("status")
-            if status and status not in ("Pushing", "Waiting", "Preparing"):
+            if status == "Pushing" and line.get("progress"):
+                # Upload progress: one line per layer every few seconds, enough to see a big push move.
+                layer, now = line.get("id", ""), time.monotonic()
+                if now - shown.get(layer, 0.0) >= PROGRESS_EVERY:
+                    shown[layer] = now
+                    reporter.detail(f"{layer}: {line['progress']}")
+            elif status and status not in ("Pushing", "Waiting", "Preparing"):
                 reporter.detail(f"{line['id']}: {status}" if line.get("id") else status)
     except APIError as exc:
         message = str(exc.explanation or exc)

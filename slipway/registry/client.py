@@ -9,6 +9,7 @@ never written to disk, put on a command line, or included in a message.
 from __future__ import annotations
 
 import re
+import threading
 from typing import Any
 from urllib.parse import urljoin
 
@@ -45,14 +46,17 @@ class RegistryClient:
         self._credentials: Any = _UNSET
         self._challenge: tuple[str, dict[str, str]] | None = None  # (scheme, params) of the last 401
         self._tokens: dict[str, str] = {}  # Bearer token per scope
+        # Callers may fan out (`releases` reads many tags in threads): one credential/token fetch at a time.
+        self._lock = threading.RLock()
 
     # -- what each kind provides --------------------------------------------------------------------
 
     def credentials(self) -> tuple[str, str] | None:
         """(username, password) for this run, fetched once per client; None means anonymous."""
-        if self._credentials is _UNSET:
-            self._credentials = self._fetch_credentials()
-        return self._credentials
+        with self._lock:
+            if self._credentials is _UNSET:
+                self._credentials = self._fetch_credentials()
+            return self._credentials
 
     def _fetch_credentials(self) -> tuple[str, str] | None:
         return None
@@ -82,7 +86,11 @@ class RegistryClient:
         return {"username": creds[0], "password": creds[1], "serveraddress": self.host}
 
     def check_access(self) -> None:
-        """A cheap authenticated call: the credentials work and may push here, before anything uploads."""
+        """A cheap authenticated call: the credentials work and may push here, before anything uploads.
+
+        Credentials are obtained first, so a missing login (AWS, Azure, an unset variable) is reported as
+        such rather than as whatever the registry answers an anonymous client."""
+        self.credentials()
         self._request("GET", "/v2/", actions="pull,push")
 
     def manifest_digest(self, tag: str) -> str | None:
@@ -159,9 +167,10 @@ class RegistryClient:
             creds = self._required_credentials()
             return {"Authorization": _basic(creds)}
         if scheme == "bearer":
-            token = self._tokens.get(scope)
-            if token is None and fetch:
-                token = self._tokens[scope] = self._fetch_token(params, scope)
+            with self._lock:
+                token = self._tokens.get(scope)
+                if token is None and fetch:
+                    token = self._tokens[scope] = self._fetch_token(params, scope)
             return {"Authorization": f"Bearer {token}"} if token else {}
         raise SlipwayError(f"registry {self.host} asks for unsupported '{scheme}' authentication",
                            "use a registry with Basic or Bearer token authentication")
@@ -214,8 +223,13 @@ class RegistryClient:
             reason = _connection_reason(exc)
             fix = ("start it with `make up`" if self.host.split(":")[0] in ("localhost", "127.0.0.1")
                    else "check the address, your network and any proxy settings")
-            raise SlipwayError(f"registry {self.host} ({self._field('address')}) is unreachable: {reason}",
+            raise SlipwayError(f"registry {self.host} ({self._address_field()}) is unreachable: {reason}",
                                fix) from None
+
+    def _address_field(self) -> str:
+        if self.env.registry.address:
+            return self._field("address")
+        return self._field("account_id") + "/region"  # an ECR address derived from them
 
     def _field(self, key: str) -> str:
         where = f"environments.{self.env_name}.registry" if self.env_name else "the environment's registry"

@@ -1,0 +1,180 @@
+"""Fixtures for the push tests: a real registry (Debian's docker-registry, built by slipway's stack code)
+with htpasswd authentication on a random loopback port, tiny images built locally, throwaway Git repos.
+
+Every Docker object created here is named `push-...` and removed afterwards.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import socket
+import time
+import uuid
+import warnings
+from pathlib import Path
+
+import docker
+import pytest
+import requests
+import yaml
+
+from slipway.config import load_project
+from slipway.git import read_git_facts
+from slipway.image import REVISION_LABEL
+from slipway.output import Reporter
+from tests.conftest import REPO_ROOT, git
+
+with warnings.catch_warnings():
+    # stdlib on 3.11 (deprecated, gone in 3.13): bcrypt through libxcrypt, the only hash docker-registry's
+    # htpasswd auth accepts; it saves a dependency on the bcrypt package for one test fixture.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import crypt
+
+USER, PASSWORD = "push-user", "push-secret-4f1c9e"
+# moto's ECR token for this account is base64("AWS:<account>-auth-token"): the test registry accepts it,
+# so an ECR push only succeeds with the password slipway obtained from (moto's) GetAuthorizationToken.
+ECR_ACCOUNT = "123456789012"
+ECR_USER, ECR_PASSWORD = "AWS", f"{ECR_ACCOUNT}-auth-token"
+
+
+def bcrypt_line(user: str, password: str) -> str:
+    return f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def quiet_reporter() -> Reporter:
+    return Reporter(stream=io.StringIO())
+
+
+@pytest.fixture(scope="session")
+def registry_image(docker_engine) -> str:
+    """The registry image `python build.py up` runs, built (or reused) by slipway's own stack code."""
+    from slipway.stack import registry_image as build_registry_image
+
+    return build_registry_image(docker_engine, load_project(REPO_ROOT), quiet_reporter())
+
+
+class Registry:
+    """A running test registry: its address, its access log, and an independent HTTP view of it."""
+
+    def __init__(self, container, port: int):
+        self.container = container
+        self.port = port
+        self.address = f"localhost:{port}"
+        self.url = f"http://127.0.0.1:{port}"
+
+    def logs(self) -> str:
+        out, err = self.container.get_logs()
+        return (out + err).decode(errors="replace")
+
+    def count(self, method: str, path_prefix: str) -> int:
+        """Requests in the registry's access log, e.g. ("POST", "/v2/<repo>/blobs/uploads/")."""
+        return len(re.findall(rf'"{method} {re.escape(path_prefix)}', self.logs()))
+
+    def tags(self, repository: str) -> list[str]:
+        resp = requests.get(f"{self.url}/v2/{repository}/tags/list", auth=(USER, PASSWORD), timeout=10)
+        if resp.status_code == 404:
+            return []
+        resp.raise_for_status()
+        return resp.json().get("tags") or []
+
+
+@pytest.fixture(scope="session")
+def registry(registry_image) -> Registry:
+    """One htpasswd registry for the session (a push user and the ECR token's user), loopback only."""
+    from testcontainers.core.container import DockerContainer
+
+    htpasswd = f"{bcrypt_line(USER, PASSWORD)}\n{bcrypt_line(ECR_USER, ECR_PASSWORD)}\n".encode()
+    container = (
+        DockerContainer(registry_image)
+        .with_name(f"push-registry-{uuid.uuid4().hex[:8]}")
+        .with_env("REGISTRY_AUTH", "htpasswd")
+        .with_env("REGISTRY_AUTH_HTPASSWD_REALM", "slipway-tests")
+        .with_env("REGISTRY_AUTH_HTPASSWD_PATH", "/etc/slipway-registry/htpasswd")
+        .with_copy_into_container(htpasswd, "/etc/slipway-registry/htpasswd", 0o644)
+    )
+    container.ports["5000/tcp"] = ("127.0.0.1", None)  # a random port on loopback only
+    container.start()
+    try:
+        port = int(container.get_exposed_port(5000))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/v2/", timeout=2).status_code == 401:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"test registry did not start: {container.get_logs()}")
+            time.sleep(0.3)
+        yield Registry(container, port)
+    finally:
+        container.stop()
+
+
+def write_project(root: Path, registry_address: str, name: str) -> None:
+    """A minimal slipway.yaml: `local` and `shared` (generic, htpasswd), `nowhere`, `aws` (ECR)."""
+    generic = {"kind": "generic", "address": registry_address, "insecure": True,
+               "username_env": "PUSH_TEST_USER", "password_env": "PUSH_TEST_PASSWORD"}
+    common = {"repository": name, "prefect": {"api_url": "http://127.0.0.1:9/api"},
+              "work_pool": {"name": "push-pool", "type": "docker"}}
+    config = {
+        "image": {"name": name},
+        "environments": {
+            "local": {"registry": generic, **common},
+            "shared": {"registry": generic, **common},
+            "nowhere": {"registry": {**generic, "address": f"localhost:{free_port()}"}, **common},
+            "aws": {"registry": {"kind": "ecr", "address": registry_address, "account_id": ECR_ACCOUNT,
+                                 "region": "eu-west-1", "insecure": True}, **common},
+        },
+    }
+    (root / "slipway.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+@pytest.fixture
+def project_repo(tmp_path, registry, monkeypatch):
+    """A throwaway Git repo with one commit and a slipway.yaml pointing at the test registry."""
+    name = f"push-test-{uuid.uuid4().hex[:10]}"
+    root = tmp_path / "repo"
+    root.mkdir()
+    write_project(root, registry.address, name)
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "release")
+    monkeypatch.setenv("PUSH_TEST_USER", USER)
+    monkeypatch.setenv("PUSH_TEST_PASSWORD", PASSWORD)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))  # not the user's docker logins
+    return root
+
+
+@pytest.fixture
+def build_head_image(docker_engine, tmp_path):
+    """Build a tiny image (FROM scratch, one unique file) tagged and labelled like `make image` for HEAD."""
+    built: list[str] = []
+
+    def build(root: Path, content: str | None = None):
+        project = load_project(root)
+        facts = read_git_facts(root)
+        context = tmp_path / f"context-{uuid.uuid4().hex[:6]}"
+        context.mkdir()
+        (context / "payload.txt").write_text(content or f"{facts.sha} {uuid.uuid4()}\n")
+        (context / "Dockerfile").write_text("FROM scratch\nCOPY payload.txt /payload.txt\n")
+        name = project.config.image.name
+        tags = facts.image_tags()
+        image, _ = docker_engine.images.build(path=str(context), tag=f"{name}:{tags[0]}",
+                                              labels={REVISION_LABEL: facts.sha}, rm=True)
+        for tag in tags[1:]:
+            image.tag(name, tag)
+        built.append(image.id)
+        return project, facts, image
+
+    yield build
+    for image_id in built:  # every tag of these images (local and registry-qualified) is ours
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            docker_engine.images.remove(image_id, force=True)
