@@ -16,9 +16,11 @@ help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
 
 # The tool's virtualenv, installed from the hash-checked lock; rebuilt when the lock changes.
-.venv/.installed: requirements/dev.txt
+.venv/.installed: requirements/dev.txt modules/pyproject.toml
 	@test -x $(PY) || python3 -m venv .venv
 	@$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements/dev.txt
+	@# The custom-modules package, editable, so flows run from the repo as they do in the image.
+	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e ./modules
 	@touch $@
 
 venv: .venv/.installed ## create or update the tool's virtualenv

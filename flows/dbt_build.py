@@ -8,9 +8,8 @@ import tempfile
 from pathlib import Path
 
 from dbt.cli.main import dbtRunner
-from prefect import flow, get_run_logger
-
 from jaffle_common import Settings
+from prefect import flow, get_run_logger
 
 APP_ROOT = Path(__file__).resolve().parents[1]
 # dbt statuses that mean a node did not do its job ("skipped" follows an upstream failure, reported there).
@@ -58,6 +57,7 @@ def dbt_build(target: str | None = None, project_dir: str | None = None) -> dict
     node_results = result.result.results if result.result is not None else []
     counts: dict[str, int] = {}
     failed: list[str] = []
+    skipped: list[str] = []
     for node_result in node_results:
         node, status = node_result.node, str(node_result.status)
         counts[status] = counts.get(status, 0) + 1
@@ -68,9 +68,12 @@ def dbt_build(target: str | None = None, project_dir: str | None = None) -> dict
         )
         if status in FAILED_STATUSES:
             failed.append(f"{node.resource_type} {node.name} ({status}: {node_result.message})")
+        elif status == "skipped":
+            skipped.append(node.name)
 
     if failed:
-        raise RuntimeError(f"dbt build on target {target} failed: {'; '.join(failed)}")
+        downstream = f"; skipped downstream: {', '.join(skipped)}" if skipped else ""
+        raise RuntimeError(f"dbt build on target {target} failed: {'; '.join(failed)}{downstream}")
     if not result.success:
         raise RuntimeError(f"dbt build on target {target} failed: {result.exception or 'see the dbt log above'}")
     logger.info("dbt build on target %s: %s", target, ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))

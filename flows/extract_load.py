@@ -5,9 +5,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from prefect import flow, get_run_logger, task, unmapped
-
 from jaffle_common import RAW_TABLES, Settings, connect, read_raw_csv, replace_table
+from prefect import flow, get_run_logger, task, unmapped
 
 # flows/ sits in the app root next to data/ and dbt/ (repo root locally, /opt/prefect in the image).
 APP_ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +37,8 @@ def extract_load(tables: list[str] | None = None, data_dir: str | None = None) -
     tables = list(tables or RAW_TABLES)
 
     # Check every input before touching the warehouse, so a missing file changes nothing.
-    missing = [str(settings.data_dir / f"{table}.csv") for table in tables if not (settings.data_dir / f"{table}.csv").is_file()]
+    files = [settings.data_dir / f"{table}.csv" for table in tables]
+    missing = [str(path) for path in files if not path.is_file()]
     if missing:
         raise FileNotFoundError(f"raw file(s) missing: {', '.join(missing)}; nothing was loaded")
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import docker
 
+import base64
+
 from slipway import release_config
 from slipway.base import ensure_base
 from slipway.config import Project
@@ -47,6 +49,7 @@ def build_image(client: docker.DockerClient, project: Project, facts: GitFacts, 
                 allow_dirty: bool = False, nocache: bool = False) -> dict:
     refuse_dirty(facts, allow_dirty)
     config_label, config_hash = release_config.encode(release_config.collect(project))
+    flow_probe = release_config.flow_probe_script(project)
     base = ensure_base(client, project, reporter)
     name = project.config.image.name
     tags = facts.image_tags()
@@ -54,7 +57,8 @@ def build_image(client: docker.DockerClient, project: Project, facts: GitFacts, 
     stream = client.api.build(
         path=str(project.resolve(project.config.image.context)),
         dockerfile=project.config.image.dockerfile,
-        buildargs={"BASE_IMAGE": base, "SLIPWAY_RELEASE_CONFIG": config_label},
+        buildargs={"BASE_IMAGE": base, "SLIPWAY_RELEASE_CONFIG": config_label,
+                   "SLIPWAY_FLOW_PROBE": base64.b64encode(flow_probe.encode()).decode()},
         labels=image_labels(facts, config_hash, config_label),
         tag=f"{name}:{tags[0]}",
         rm=True,

@@ -3,6 +3,10 @@
 It travels in an image label (inside the image config blob: a few KB, readable from the registry without
 pulling a layer), with its SHA-256 in a second label, and as a file in the image for people who `docker run`.
 A rollback restores both the image and the configuration released with it.
+
+Next to it, in the image's last (and small) layer, the build leaves what the entry-point probe found in the
+image: each deployment's flow name and parameter schema. A rollback reads that one blob from the registry
+instead of pulling the image to import the flows again.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from slipway.errors import SlipwayError
 LABEL = "io.slipway.release-config"
 HASH_LABEL = "io.slipway.release-config.sha256"
 FILE_IN_IMAGE = "/opt/prefect/.slipway/release-config.json"
+PROBE_FILE_IN_IMAGE = "/opt/prefect/.slipway/flows.json"
 
 
 def collect(project: Project) -> dict[str, str]:
@@ -53,3 +58,18 @@ def decode(labels: dict[str, str], where: str) -> dict[str, str]:
         raise SlipwayError(f"{where}: release configuration does not match its hash label {HASH_LABEL}",
                            "the image was altered; rebuild that commit or pick another release")
     return files
+
+
+def declared_parameter_sets(declarations) -> list[list[dict]]:
+    """Per deployment: its parameters, then each schedule's (schedule values override)."""
+    return [[d.parameters] + [{**d.parameters, **s.parameters} for s in d.schedules if s.parameters]
+            for d in declarations.deployments]
+
+
+def flow_probe_script(project: Project) -> str:
+    """The entry-point probe for this commit's declarations, run once at build time (images/flow/Dockerfile)."""
+    from slipway.deployments import load_declarations
+    from slipway.validate import probe_requests, probe_script
+
+    declarations = load_declarations(project)
+    return probe_script(probe_requests(declarations, declared_parameter_sets(declarations)))

@@ -2,7 +2,11 @@
 
 from jaffle_common.loading import read_raw_csv, replace_table
 from jaffle_common.settings import RAW_TABLES, Settings, SettingsError
-from jaffle_common.warehouse import MissingCredentialsError, connect, snowflake_connect_args
+from jaffle_common.warehouse import (
+    MissingCredentialsError,
+    connect,
+    snowflake_connect_args,
+)
 
 __all__ = [
     "RAW_TABLES",
