@@ -18,7 +18,8 @@ help:
 # The tool's virtualenv, installed from the hash-checked lock; rebuilt when the lock changes.
 .venv/.installed: requirements/dev.txt modules/pyproject.toml
 	@test -x $(PY) || python3 -m venv .venv
-	@$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements/dev.txt
+	@# --no-deps: the lock is the whole closure (and pip's hash mode trips over extras such as mashumaro[msgpack]).
+	@$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements/dev.txt
 	@# The custom-modules package, editable, so flows run from the repo as they do in the image.
 	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e ./modules
 	@touch $@
