@@ -18,7 +18,7 @@ import datetime
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 from pydantic import (
@@ -48,44 +48,44 @@ class _Strict(BaseModel):
 class ScheduleDecl(_Strict):
     """One entry of `schedules:`: exactly one of cron / interval / rrule, as in prefect.yaml."""
 
-    cron: Optional[StrictStr] = None
-    interval: Optional[datetime.timedelta] = None  # seconds, "HH:MM:SS" or ISO 8601 ("PT1H")
-    rrule: Optional[StrictStr] = None
-    timezone: Optional[StrictStr] = None
-    anchor_date: Optional[datetime.datetime] = None  # interval only
-    day_or: Optional[StrictBool] = None  # cron only
+    cron: StrictStr | None = None
+    interval: datetime.timedelta | None = None  # seconds, "HH:MM:SS" or ISO 8601 ("PT1H")
+    rrule: StrictStr | None = None
+    timezone: StrictStr | None = None
+    anchor_date: datetime.datetime | None = None  # interval only
+    day_or: StrictBool | None = None  # cron only
     # Omitted: whatever the live schedule says is kept (a pause made in the UI survives a redeploy).
     # Declared: slipway makes the live schedule match it.
-    active: Optional[StrictBool] = None
+    active: StrictBool | None = None
     parameters: dict[str, Any] = Field(default_factory=dict)
     # Identifies the schedule across releases; slipway names unnamed ones `schedule-<n>` (1-based).
-    slug: Optional[StrictStr] = None
+    slug: StrictStr | None = None
 
     # Prefect's own validators: what the server accepts, nothing more, nothing less.
     @field_validator("cron")
     @classmethod
-    def _cron(cls, v: Optional[str]) -> Optional[str]:
+    def _cron(cls, v: str | None) -> str | None:
         from prefect._internal.schemas.validators import validate_cron_string
 
         return None if v is None else validate_cron_string(v)
 
     @field_validator("rrule")
     @classmethod
-    def _rrule(cls, v: Optional[str]) -> Optional[str]:
+    def _rrule(cls, v: str | None) -> str | None:
         from prefect._internal.schemas.validators import validate_rrule_string
 
         return None if v is None else validate_rrule_string(v)
 
     @field_validator("timezone")
     @classmethod
-    def _timezone(cls, v: Optional[str]) -> Optional[str]:
+    def _timezone(cls, v: str | None) -> str | None:
         from prefect._internal.schemas.validators import default_timezone
 
         return default_timezone(v)
 
     @field_validator("interval")
     @classmethod
-    def _interval(cls, v: Optional[datetime.timedelta]) -> Optional[datetime.timedelta]:
+    def _interval(cls, v: datetime.timedelta | None) -> datetime.timedelta | None:
         if v is not None and v <= datetime.timedelta(0):
             raise ValueError("must be a positive duration (seconds, HH:MM:SS or ISO 8601 like PT1H)")
         return v
@@ -105,7 +105,11 @@ class ScheduleDecl(_Strict):
 
     def to_prefect(self):
         """The Prefect schedule model (CronSchedule / IntervalSchedule / RRuleSchedule) this declares."""
-        from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule, RRuleSchedule
+        from prefect.client.schemas.schedules import (
+            CronSchedule,
+            IntervalSchedule,
+            RRuleSchedule,
+        )
 
         if self.cron is not None:
             kwargs = {"cron": self.cron, "timezone": self.timezone}
@@ -122,8 +126,8 @@ class ScheduleDecl(_Strict):
 
 class WorkPoolDecl(_Strict):
     # The environment's pool (slipway.yaml environments.<env>.work_pool.name) when omitted.
-    name: Optional[StrictStr] = None
-    work_queue_name: Optional[StrictStr] = None
+    name: StrictStr | None = None
+    work_queue_name: StrictStr | None = None
     job_variables: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -132,15 +136,15 @@ class DeploymentDecl(_Strict):
 
     name: StrictStr
     entrypoint: StrictStr
-    description: Optional[StrictStr] = None
+    description: StrictStr | None = None
     parameters: dict[str, Any] = Field(default_factory=dict)
     schedules: list[ScheduleDecl] = Field(default_factory=list)
     tags: list[StrictStr] = Field(default_factory=list)
     work_pool: WorkPoolDecl = WorkPoolDecl()
-    concurrency_limit: Optional[PositiveInt] = None
+    concurrency_limit: PositiveInt | None = None
     enforce_parameter_schema: StrictBool = True
     # Accepted only to say why it is refused: slipway sets it to the release's Git SHA.
-    version: Optional[Any] = None
+    version: Any | None = None
 
     @field_validator("name")
     @classmethod
@@ -156,22 +160,17 @@ class DeploymentDecl(_Strict):
             raise ValueError(f"'{v}' is not of the form path/to/file.py:flow_function (relative to /opt/prefect)")
         return v
 
+    _unique_slugs = field_validator("schedules")(classmethod(lambda cls, v: _check_slugs(v)))
+
     @field_validator("version")
     @classmethod
     def _no_version(cls, v: Any) -> None:
         if v is not None:
             raise ValueError("slipway sets the version to the release's Git SHA; remove this key")
-        return None
 
 
 class DeploymentsFile(_Strict):
     deployments: list[DeploymentDecl] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _unique_slugs(self) -> DeploymentsFile:
-        for d in self.deployments:
-            _check_slugs(d.schedules)
-        return self
 
 
 class DeploymentOverride(_Strict):
@@ -181,25 +180,23 @@ class DeploymentOverride(_Strict):
     replace the declared list (`schedules: []` turns them off in that environment); tags are added.
     """
 
-    description: Optional[StrictStr] = None
+    description: StrictStr | None = None
     parameters: dict[str, Any] = Field(default_factory=dict)
-    schedules: Optional[list[ScheduleDecl]] = None
+    schedules: list[ScheduleDecl] | None = None
     tags: list[StrictStr] = Field(default_factory=list)
     work_pool: WorkPoolDecl = WorkPoolDecl()
     job_variables: dict[str, Any] = Field(default_factory=dict)  # shorthand for work_pool.job_variables
-    concurrency_limit: Optional[PositiveInt] = None
-    enforce_parameter_schema: Optional[StrictBool] = None
+    concurrency_limit: PositiveInt | None = None
+    enforce_parameter_schema: StrictBool | None = None
 
-    @model_validator(mode="after")
-    def _unique_slugs(self) -> DeploymentOverride:
-        _check_slugs(self.schedules or [])
-        return self
+    _unique_slugs = field_validator("schedules")(classmethod(lambda cls, v: _check_slugs(v)))
 
 
-def _check_slugs(schedules: list[ScheduleDecl]) -> None:
-    slugs = schedule_slugs(schedules)
+def _check_slugs(schedules: list[ScheduleDecl] | None) -> list[ScheduleDecl] | None:
+    slugs = schedule_slugs(schedules or [])
     if len(set(slugs)) != len(slugs):
         raise ValueError(f"schedule slugs must be unique, got {slugs}")
+    return schedules
 
 
 def schedule_slugs(schedules: list[ScheduleDecl]) -> list[str]:
@@ -235,7 +232,19 @@ def describe_validation_error(filename: str, exc: ValidationError, prefix: str =
     elif msg.startswith("Assertion failed, "):
         msg = msg[len("Assertion failed, "):]
     msg = " ".join(msg.split())
+    fix = _FIXES.get(str(err["loc"][-1]) if err["loc"] else "")
+    if fix and err["type"] != "extra_forbidden":
+        msg = f"{msg}; {fix}"
     return f"{filename}: {where}: {msg}" if where else f"{filename}: {msg}"
+
+
+_FIXES = {
+    "cron": "use five fields: minute hour day-of-month month day-of-week, e.g. '0 6 * * *'",
+    "timezone": "use an IANA name such as Europe/Amsterdam or UTC",
+    "rrule": "use an RFC 5545 rule such as 'FREQ=DAILY;BYHOUR=6'",
+    "interval": "use seconds (3600), HH:MM:SS or ISO 8601 (PT1H)",
+    "entrypoint": "write it as flows/<file>.py:<flow function>",
+}
 
 
 # --- loading -----------------------------------------------------------------------------------------------
@@ -304,16 +313,16 @@ class ResolvedDeployment:
     flow_name: str
     name: str
     entrypoint: str
-    description: Optional[str]
+    description: str | None
     parameters: dict[str, Any]
     schedules: list[ScheduleDecl]
     schedules_field: str  # where the schedules came from: "deployments.yaml: deployments[3].schedules" ...
     tags: list[str]
     work_pool_name: str
-    work_queue_name: Optional[str]
+    work_queue_name: str | None
     job_variables: dict[str, Any]
     job_variables_source: dict[str, str] = field(default_factory=dict)  # key -> "file: field" that set it
-    concurrency_limit: Optional[int] = None
+    concurrency_limit: int | None = None
     enforce_parameter_schema: bool = True
 
     @property

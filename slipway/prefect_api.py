@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import datetime
 import os
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Optional
+from typing import Any
 from uuid import UUID
 
 import anyio
@@ -52,15 +53,15 @@ class DesiredDeployment:
     flow_name: str
     name: str
     version: str
-    description: Optional[str]
+    description: str | None
     tags: list[str]
     parameters: dict[str, Any]
     parameter_openapi_schema: dict[str, Any]
     job_variables: dict[str, Any]
     work_pool_name: str
-    work_queue_name: Optional[str]
+    work_queue_name: str | None
     entrypoint: str
-    concurrency_limit: Optional[int]
+    concurrency_limit: int | None
     enforce_parameter_schema: bool
     schedules: list[DesiredSchedule] = field(default_factory=list)
     pull_steps: list[dict[str, Any]] = field(default_factory=lambda: [dict(s) for s in PULL_STEPS])
@@ -72,7 +73,7 @@ class DesiredDeployment:
 
 # --- client ------------------------------------------------------------------------------------------------
 
-def api_key_for(env: EnvironmentConfig, env_name: str) -> Optional[str]:
+def api_key_for(env: EnvironmentConfig, env_name: str) -> str | None:
     name = env.prefect.api_key_env
     if not name:
         return None
@@ -122,7 +123,7 @@ async def read_work_pool(client, name: str):
         return None
 
 
-def plan_work_pool(live, name: str, pool_type: str, template: Optional[dict], managed: bool) -> dict:
+def plan_work_pool(live, name: str, pool_type: str, template: dict | None, managed: bool) -> dict:
     """created / updated (template differs; only for a pool whose template is in the repo) / unchanged."""
     if live is None:
         return {"name": name, "type": pool_type, "action": "created", "changes": []}
@@ -173,12 +174,18 @@ async def read_deployments(client, names: list[str]) -> dict[str, Any]:
 
 
 def _rrule_lines(rrule: str) -> list[str]:
-    return sorted(line.strip() for line in rrule.splitlines() if line.strip())
+    """The rule's lines, order-free, with the optional `RRULE:` prefix of a bare rule removed."""
+    lines = (line.strip() for line in rrule.splitlines() if line.strip())
+    return sorted(line[len("RRULE:"):] if line.upper().startswith("RRULE:") else line for line in lines)
 
 
 def schedule_matches(decl: ScheduleDecl, live_schedule) -> bool:
     """Does the live schedule (a Prefect schedule model) mean what the declaration says?"""
-    from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule, RRuleSchedule
+    from prefect.client.schemas.schedules import (
+        CronSchedule,
+        IntervalSchedule,
+        RRuleSchedule,
+    )
 
     want = decl.to_prefect()
     if type(want) is not type(live_schedule):
@@ -225,11 +232,10 @@ def plan_schedules(desired: list[DesiredSchedule], live: list) -> dict[str, list
     return ops
 
 
-def _live_concurrency_limit(live) -> Optional[int]:
+def _live_concurrency_limit(live) -> int | None:
+    # `concurrency_limit` on the response is deprecated: the limit lives in a global concurrency limit.
     gcl = getattr(live, "global_concurrency_limit", None)
-    if gcl is not None:
-        return gcl.limit
-    return getattr(live, "concurrency_limit", None)
+    return gcl.limit if gcl is not None else None
 
 
 def deployment_changes(want: DesiredDeployment, live) -> dict[str, Any]:

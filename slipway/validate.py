@@ -20,6 +20,8 @@ import json
 import socket
 from typing import Any
 
+from requests.exceptions import ConnectionError as HttpConnectionError
+
 from slipway.deployments import Declarations, ResolvedDeployment
 from slipway.errors import SlipwayError
 
@@ -72,12 +74,12 @@ print("__MARKER__" + json.dumps(results), flush=True)
 '''
 
 
-def probe_script(requests: list[dict[str, Any]]) -> str:
-    return (_PROBE_SCRIPT.replace("__REQUESTS__", repr(json.dumps(requests)))
+def probe_script(items: list[dict[str, Any]]) -> str:
+    return (_PROBE_SCRIPT.replace("__REQUESTS__", repr(json.dumps(items)))
             .replace("__MARKER__", PROBE_MARKER))
 
 
-def run_probe(client, image: str, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def run_probe(client, image: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Run the probe in ONE container of `image` for all entry points; return one result per request.
 
     The script goes in on stdin (`python -`), so nothing about the deployments shows in a process list;
@@ -100,7 +102,7 @@ def run_probe(client, image: str, requests: list[dict[str, Any]]) -> list[dict[s
         sock = client.api.attach_socket(cid, params={"stdin": 1, "stream": 1})
         client.api.start(cid)
         raw = getattr(sock, "_sock", sock)
-        raw.sendall(probe_script(requests).encode())
+        raw.sendall(probe_script(items).encode())
         try:
             raw.shutdown(socket.SHUT_WR)
         except OSError:
@@ -108,7 +110,7 @@ def run_probe(client, image: str, requests: list[dict[str, Any]]) -> list[dict[s
         raw.close()
         try:
             status = client.api.wait(cid, timeout=PROBE_TIMEOUT_SECONDS)
-        except Exception:
+        except HttpConnectionError:  # docker-py's read timeout (requests' ReadTimeout)
             raise SlipwayError(f"importing the flows in {image} took longer than {PROBE_TIMEOUT_SECONDS}s",
                                "check for flow modules that do work at import time") from None
         stdout = client.api.logs(cid, stdout=True, stderr=False).decode(errors="replace")
@@ -144,6 +146,14 @@ def check_probe(declarations: Declarations, results: list[dict[str, Any]], image
     return names
 
 
+def schema_problem(exc: Exception) -> tuple[list[str], str]:
+    """(path, message) of the jsonschema error behind Prefect's schema_tools.ValidationError."""
+    inner = exc.__cause__ if exc.__cause__ is not None else exc
+    path = [str(p) for p in getattr(inner, "path", [])]
+    message = getattr(inner, "message", None) or str(inner)
+    return path, " ".join(message.split())
+
+
 # --- parameters --------------------------------------------------------------------------------------------
 
 def parameter_sets(deployment: ResolvedDeployment) -> list[tuple[str, dict[str, Any]]]:
@@ -158,11 +168,12 @@ def parameter_sets(deployment: ResolvedDeployment) -> list[tuple[str, dict[str, 
 
 def validate_parameters(deployment: ResolvedDeployment, schema: dict[str, Any], probe_checks: list,
                         filename: str) -> None:
-    from prefect.utilities.schema_tools import ValidationError as SchemaError, validate
+    from prefect.utilities.schema_tools import ValidationError as SchemaError
+    from prefect.utilities.schema_tools import validate
 
     sets = parameter_sets(deployment)
     for k, (where, params) in enumerate(sets):
-        unknown = sorted(set(params) - set((schema.get("properties") or {})))
+        unknown = sorted(set(params) - set(schema.get("properties") or {}))
         if unknown:
             raise SlipwayError(
                 f"{filename}: {where}.{unknown[0]}: flow '{deployment.flow_name}' has no parameter '{unknown[0]}'",
@@ -170,9 +181,9 @@ def validate_parameters(deployment: ResolvedDeployment, schema: dict[str, Any], 
         try:
             validate(params, schema, raise_on_error=True, ignore_required=True)
         except SchemaError as exc:
-            path = ".".join(str(p) for p in exc.path) if getattr(exc, "path", None) else ""
-            raise SlipwayError(f"{filename}: {where}{'.' + path if path else ''}: {exc.message}",
-                               f"match the type of the flow's parameter") from None
+            path, message = schema_problem(exc)
+            raise SlipwayError(f"{filename}: {where}{'.' + '.'.join(path) if path else ''}: {message}",
+                               "match the type of the flow's parameter") from None
         check = probe_checks[k] if k < len(probe_checks) else None
         if check:
             raise SlipwayError(f"{filename}: {where}: rejected by flow '{deployment.flow_name}': {check}",
@@ -184,10 +195,11 @@ def validate_parameters(deployment: ResolvedDeployment, schema: dict[str, Any], 
 def validate_job_variables(deployment: ResolvedDeployment, job_variables: dict[str, Any],
                            base_job_template: dict[str, Any], pool_display: str) -> None:
     """Keys must exist in the pool's variables; values must match their schema (as the server checks)."""
-    from prefect.utilities.schema_tools import ValidationError as SchemaError, validate
+    from prefect.utilities.schema_tools import ValidationError as SchemaError
+    from prefect.utilities.schema_tools import validate
 
     variables = base_job_template.get("variables") or {}
-    known = set((variables.get("properties") or {}))
+    known = set(variables.get("properties") or {})
     for key in job_variables:
         top = key.split(".", 1)[0]  # Prefect accepts dotted keys ("env.FOO") for nested values
         if top not in known:
@@ -198,9 +210,11 @@ def validate_job_variables(deployment: ResolvedDeployment, job_variables: dict[s
     try:
         validate(job_variables, variables, raise_on_error=True, preprocess=True, ignore_required=True)
     except SchemaError as exc:
-        key = str(exc.path[0]) if getattr(exc, "path", None) else ""
+        path, message = schema_problem(exc)
+        key = path[0] if path else ""
         where = deployment.job_variables_source.get(key, f"job_variables.{key}")
-        raise SlipwayError(f"{where}: {exc.message} (work pool {pool_display})",
+        rest = "".join(f".{p}" for p in path[1:])
+        raise SlipwayError(f"{where}{rest}: {message} (work pool {pool_display})",
                            "fix the value to match the pool's base job template") from None
 
 

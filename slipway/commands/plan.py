@@ -1,10 +1,45 @@
-"""Placeholder until this verb lands; see its issue."""
-from slipway.errors import SlipwayError
+"""`python build.py plan --env ENV [--json]`: what deploy would change in ENV's Prefect, writing nothing.
+
+Every check deploy makes runs here too (entry points import in the image, parameters, job variables,
+Kubernetes Jobs), then each deployment is compared with what Prefect holds: created / updated (with the
+changed fields) / unchanged. Nothing is pushed, created or updated — not even the work pool.
+"""
+from __future__ import annotations
+
+from slipway.config import load_project
+from slipway.engine import docker_client
+from slipway.git import read_git_facts
+from slipway.registration import (
+    human_summary,
+    inputs_from_working_tree,
+    locate_head_image,
+    plan_validated,
+    prepare_release,
+    probe_image_for,
+)
 
 
 def add_arguments(parser, verb):
-    parser.add_argument("--env", default="local")
+    parser.add_argument("--env", default="local", help="environment in slipway.yaml (default: local)")
 
 
 def run(args, reporter):
-    raise SlipwayError(f"'{args.verb}' is not implemented yet")
+    project = load_project(args.root)
+    project.environment(args.env)
+    inputs = inputs_from_working_tree(project, args.env)
+    facts = read_git_facts(project.root)
+    client = docker_client()
+    head = locate_head_image(project, args.env, facts, client)
+    probe = probe_image_for(head, client, reporter=reporter)
+    # Before the first push there is no digest yet: plan against a placeholder and say so.
+    reference = head.reference or head.placeholder_reference
+    validated = prepare_release(project, args.env, reference, facts, reporter, inputs=inputs, probe_image=probe,
+                                docker_client=client)
+    result = plan_validated(validated, reference, facts)
+    result["pushed"] = head.digest is not None
+    if head.digest is None:
+        result["reference"] = None
+    human = human_summary({**result, "reference": head.reference or
+                           f"{head.repository}:{head.tag} (not in the registry yet: deploy pushes it first)"},
+                          "plan")
+    reporter.result(result, human=human)

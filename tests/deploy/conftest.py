@@ -1,0 +1,365 @@
+"""Fixtures for the deployment tests, all real: a Prefect server (`prefect server start` from the venv, SQLite,
+random port), a registry container (Debian's docker-registry, the image `build.py up` runs), and a release
+image with three tiny flows built once per session FROM the runtime base.
+
+Each test gets its own Git repository whose slipway.yaml names its own work pools and registry repository
+and whose deployments have unique names, so tests share the server and the registry without interfering.
+Every Docker object created here is named `deploy-...` and removed afterwards.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from tests.conftest import REPO_ROOT, git
+
+# The test process's own Prefect client must not read or write the user's ~/.prefect.
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="deploy-prefect-home-"))
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+TEMPLATE = REPO_ROOT / "deploy" / "work-pools" / "kubernetes-job-template.json"
+BASE_IMAGE = os.environ.get("SLIPWAY_TEST_BASE_IMAGE", "slipway-base:try")
+PREFECT_BIN = Path(sys.executable).parent / "prefect"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- Prefect server ------------------------------------------------------------------------------------------
+
+class PrefectServer:
+    def __init__(self, port: int, process: subprocess.Popen, log: Path):
+        self.port = port
+        self.process = process
+        self.log = log
+        self.api_url = f"http://127.0.0.1:{port}/api"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory) -> PrefectServer:
+    """`prefect server start` on a free port with its own PREFECT_HOME and SQLite database, API only.
+
+    --no-services: no scheduler writing runs, so what the tests read back is what slipway wrote.
+    """
+    home = tmp_path_factory.mktemp("prefect-server")
+    port = free_port()
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home}/prefect.db",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
+    env.pop("PREFECT_API_URL", None)
+    log = home / "server.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [str(PREFECT_BIN), "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-services",
+             "--no-ui"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    server = PrefectServer(port, process, log)
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"prefect server exited: {log.read_text()[-2000:]}")
+            try:
+                if requests.get(f"{server.api_url}/health", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"prefect server did not become healthy: {log.read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield server
+    finally:
+        server.stop()
+
+
+# --- registry ------------------------------------------------------------------------------------------------
+
+class Registry:
+    def __init__(self, container, port: int):
+        self.container = container
+        self.port = port
+        self.address = f"localhost:{port}"
+        self.url = f"http://127.0.0.1:{port}"
+
+    def tags(self, repository: str) -> list[str]:
+        resp = requests.get(f"{self.url}/v2/{repository}/tags/list", timeout=10)
+        if resp.status_code == 404:
+            return []
+        resp.raise_for_status()
+        return resp.json().get("tags") or []
+
+    def digest(self, repository: str, reference: str) -> str | None:
+        from slipway.registry import MANIFEST_TYPES
+
+        accept = ", ".join(MANIFEST_TYPES)
+        resp = requests.head(f"{self.url}/v2/{repository}/manifests/{reference}", headers={"Accept": accept},
+                             timeout=10)
+        return resp.headers.get("Docker-Content-Digest") if resp.status_code == 200 else None
+
+
+@pytest.fixture(scope="session")
+def registry(docker_engine) -> Registry:
+    """An anonymous registry on a random loopback port (the image `build.py up` runs)."""
+    from slipway.config import load_project
+    from slipway.output import Reporter
+    from slipway.stack import registry_image
+
+    image = registry_image(docker_engine, load_project(REPO_ROOT), Reporter(stream=io.StringIO()))
+    container = docker_engine.containers.run(
+        image, detach=True, name=f"deploy-registry-{uuid.uuid4().hex[:8]}",
+        ports={"5000/tcp": ("127.0.0.1", None)}, labels={"io.slipway.test": "deploy"})
+    try:
+        deadline = time.monotonic() + 30
+        port = None
+        while True:
+            container.reload()
+            bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get("5000/tcp") or []
+            if bindings:
+                port = int(bindings[0]["HostPort"])
+                try:
+                    if requests.get(f"http://127.0.0.1:{port}/v2/", timeout=2).status_code == 200:
+                        break
+                except requests.RequestException:
+                    pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"test registry did not start: {container.logs()[-2000:]}")
+            time.sleep(0.3)
+        yield Registry(container, port)
+    finally:
+        container.remove(force=True, v=True)
+
+
+# --- the flows image -----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def flows_image(docker_engine) -> str:
+    """FROM the runtime base (prefect in /opt/venv), the test flows in /opt/prefect/flows. Built once."""
+    import docker
+
+    try:
+        docker_engine.images.get(BASE_IMAGE)
+    except docker.errors.ImageNotFound:
+        pytest.fail(f"the runtime base image {BASE_IMAGE} is missing: build it with `python build.py base` "
+                    "and point SLIPWAY_TEST_BASE_IMAGE at it")
+    tag = f"deploy-test-flows:{uuid.uuid4().hex[:10]}"
+    docker_engine.images.build(path=str(FIXTURES), tag=tag, buildargs={"BASE_IMAGE": BASE_IMAGE}, rm=True,
+                               pull=False)
+    yield tag
+    with contextlib.suppress(Exception):
+        docker_engine.images.remove(tag, force=True)
+
+
+# --- per-test project ----------------------------------------------------------------------------------------
+
+class Project:
+    """A throwaway repository configured for the test server and registry, and helpers around it."""
+
+    def __init__(self, root: Path, name: str, server: PrefectServer, registry: Registry):
+        self.root = root
+        self.name = name  # image name, registry repository, pool and deployment name prefix
+        self.server = server
+        self.registry = registry
+
+    @property
+    def docker_pool(self) -> str:
+        return f"{self.name}-docker"
+
+    @property
+    def kube_pool(self) -> str:
+        return f"{self.name}-kube"
+
+    def write(self, relative: str, text: str) -> None:
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+    def commit(self, message: str = "change") -> str:
+        git(self.root, "add", "-A")
+        git(self.root, "commit", "-q", "--allow-empty", "-m", message)
+        return git(self.root, "rev-parse", "HEAD")
+
+    def sha(self) -> str:
+        return git(self.root, "rev-parse", "HEAD")
+
+
+def slipway_config(name: str, registry_address: str, api_url: str, **env_overrides) -> dict:
+    registry = {"kind": "generic", "address": registry_address, "insecure": True}
+    local = {"registry": registry, "repository": name, "prefect": {"api_url": api_url},
+             "work_pool": {"name": f"{name}-docker", "type": "docker"},
+             "job_variables": {"network_mode": "host", "image_pull_policy": "IfNotPresent"},
+             "tags": ["test"]}
+    kind = {"registry": registry, "repository": name, "prefect": {"api_url": api_url},
+            "work_pool": {"name": f"{name}-kube", "type": "kubernetes",
+                          "base_job_template": "deploy/work-pools/kubernetes-job-template.json"},
+            "job_variables": {"namespace": "prefect"}}
+    envs = {"local": local, "kind": kind}
+    for env_name, extra in env_overrides.items():
+        envs[env_name] = {**envs.get(env_name, local), **extra}
+    return {"image": {"name": name}, "deployments": "deployments.yaml", "kubernetes_version": "1.30.0",
+            "environments": envs}
+
+
+def default_deployments(name: str) -> dict:
+    return {"deployments": [
+        {"name": f"{name}-hourly", "entrypoint": "flows/hello.py:hello",
+         "description": "Say hello every hour.", "parameters": {"name": "slipway", "count": 2},
+         "schedules": [{"cron": "0 * * * *", "timezone": "Europe/Amsterdam", "active": True},
+                       {"interval": 7200, "active": False}],
+         "tags": ["hello"]},
+        {"name": f"{name}-manual", "entrypoint": "flows/numbers.py:numbers",
+         "parameters": {"scale": 2.5}, "concurrency_limit": 1},
+        {"name": f"{name}-rrule", "entrypoint": "flows/hello.py:hello",
+         "schedules": [{"rrule": "FREQ=DAILY;BYHOUR=5;BYMINUTE=30", "timezone": "UTC"}]},
+    ]}
+
+
+@pytest.fixture
+def project(tmp_path, prefect_server, registry, flows_image, docker_engine, monkeypatch):
+    """A committed repository with slipway.yaml + deployments.yaml, and HEAD's image built and labelled."""
+    name = f"deploy-t{uuid.uuid4().hex[:8]}"
+    root = tmp_path / "repo"
+    root.mkdir()
+    proj = Project(root, name, prefect_server, registry)
+    proj.write("slipway.yaml", yaml.safe_dump(slipway_config(name, registry.address, prefect_server.api_url),
+                                              sort_keys=False))
+    proj.write("deployments.yaml", yaml.safe_dump(default_deployments(name), sort_keys=False))
+    proj.write("deploy/work-pools/kubernetes-job-template.json", TEMPLATE.read_text())
+    git(root, "init", "-q", "-b", "main")
+    proj.commit("release")
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))  # not the user's registry logins
+    proj.tag_head_image = lambda: tag_head_image(docker_engine, flows_image, proj)  # type: ignore[attr-defined]
+    proj.tag_head_image()
+    yield proj
+    for image in docker_engine.images.list():
+        if any(t.startswith(name) or f"/{name}:" in t or f"/{name}@" in t for t in image.tags):
+            for t in image.tags:
+                if name in t:
+                    with contextlib.suppress(Exception):
+                        docker_engine.images.remove(t, force=True)
+
+
+def tag_head_image(docker_engine, flows_image: str, proj: Project) -> str:
+    """HEAD's image as `make image` leaves it: `<name>:<sha>` (and -dirty) labelled with the revision."""
+    from slipway.git import read_git_facts
+    from slipway.image import REVISION_LABEL
+
+    facts = read_git_facts(proj.root)
+    context = Path(tempfile.mkdtemp(prefix="deploy-ctx-"))
+    try:
+        (context / "Dockerfile").write_text(f"FROM {flows_image}\nLABEL {REVISION_LABEL}={facts.sha}\n")
+        image, _ = docker_engine.images.build(path=str(context), tag=f"{proj.name}:{facts.image_tags()[0]}",
+                                              rm=True, pull=False)
+    finally:
+        shutil.rmtree(context, ignore_errors=True)
+    for tag in facts.image_tags()[1:]:
+        image.tag(proj.name, tag)
+    return f"{proj.name}:{facts.image_tags()[0]}"
+
+
+# --- running the CLI and reading Prefect ---------------------------------------------------------------------
+
+class Outcome:
+    def __init__(self, code: int, stdout: str, stderr: str):
+        self.code = code
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def json(self) -> dict:
+        return json.loads(self.stdout)
+
+    @property
+    def error(self) -> str:
+        lines = [ln for ln in self.stderr.splitlines() if ln.startswith("error: ")]
+        return lines[-1] if lines else ""
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run `build.py <args>` in-process (the same `main` build.py calls) and capture its outcome."""
+    from slipway.cli import main
+
+    def run(*args: str) -> Outcome:
+        capsys.readouterr()
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return Outcome(code, out, err)
+
+    return run
+
+
+def prefect_state(api_url: str, names: list[str]) -> dict:
+    """Each deployment as Prefect holds it (None when absent): the fields the tests compare."""
+    import anyio
+    from prefect.client.orchestration import PrefectClient
+    from prefect.exceptions import ObjectNotFound
+
+    async def read() -> dict:
+        out = {}
+        async with PrefectClient(api=api_url) as client:
+            for name in names:
+                try:
+                    d = await client.read_deployment_by_name(name)
+                except ObjectNotFound:
+                    out[name] = None
+                    continue
+                out[name] = {
+                    "id": str(d.id), "updated": d.updated.isoformat(), "version": d.version,
+                    "job_variables": d.job_variables, "tags": d.tags, "description": d.description,
+                    "parameters": d.parameters, "pull_steps": d.pull_steps, "work_pool_name": d.work_pool_name,
+                    "schedules": sorted(
+                        [{"id": str(s.id), "slug": s.slug, "active": s.active,
+                          "updated": s.updated.isoformat() if getattr(s, "updated", None) else None,
+                          "schedule": s.schedule.model_dump(mode="json")} for s in d.schedules],
+                        key=lambda s: s["slug"] or ""),
+                }
+        return out
+
+    return anyio.run(read)
+
+
+def work_pool_state(api_url: str, name: str) -> dict | None:
+    import anyio
+    from prefect.client.orchestration import PrefectClient
+    from prefect.exceptions import ObjectNotFound
+
+    async def read():
+        async with PrefectClient(api=api_url) as client:
+            try:
+                pool = await client.read_work_pool(name)
+            except ObjectNotFound:
+                return None
+            return {"type": pool.type, "base_job_template": pool.base_job_template,
+                    "updated": pool.updated.isoformat() if getattr(pool, "updated", None) else None}
+
+    return anyio.run(read)
