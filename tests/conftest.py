@@ -26,8 +26,10 @@ GIT_ENV = {
 }
 
 
-def git(cwd: Path, *args: str) -> str:
+def git(cwd: Path, *args: str, date: str | None = None) -> str:
     env = {**os.environ, **GIT_ENV}
+    if date:  # a later commit, for tests that order releases by commit time
+        env["GIT_AUTHOR_DATE"] = env["GIT_COMMITTER_DATE"] = date
     return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout.strip()
 
 

@@ -32,7 +32,6 @@ os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="deploy-prefect-ho
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TEMPLATE = REPO_ROOT / "deploy" / "work-pools" / "kubernetes-job-template.json"
-BASE_IMAGE = os.environ.get("SLIPWAY_TEST_BASE_IMAGE", "slipway-base:try")
 PREFECT_BIN = Path(sys.executable).parent / "prefect"
 
 
@@ -119,6 +118,16 @@ class Registry:
         resp.raise_for_status()
         return resp.json().get("tags") or []
 
+    def manifest_layers(self, repository: str, reference: str) -> dict:
+        """The config and layer digests of an image manifest, read straight from the registry."""
+        from slipway.registry import MANIFEST_TYPES
+
+        resp = requests.get(f"{self.url}/v2/{repository}/manifests/{reference}",
+                            headers={"Accept": ", ".join(MANIFEST_TYPES)}, timeout=10)
+        resp.raise_for_status()
+        manifest = resp.json()
+        return {"config": manifest["config"]["digest"], "layers": [layer["digest"] for layer in manifest["layers"]]}
+
     def digest(self, repository: str, reference: str) -> str | None:
         from slipway.registry import MANIFEST_TYPES
 
@@ -165,15 +174,13 @@ def registry(docker_engine) -> Registry:
 @pytest.fixture(scope="session")
 def flows_image(docker_engine) -> str:
     """FROM the runtime base (prefect in /opt/venv), the test flows in /opt/prefect/flows. Built once."""
-    import docker
+    from slipway.base import ensure_base
+    from slipway.config import load_project
+    from slipway.output import Reporter
 
-    try:
-        docker_engine.images.get(BASE_IMAGE)
-    except docker.errors.ImageNotFound:
-        pytest.fail(f"the runtime base image {BASE_IMAGE} is missing: build it with `python build.py base` "
-                    "and point SLIPWAY_TEST_BASE_IMAGE at it")
+    base = ensure_base(docker_engine, load_project(REPO_ROOT), Reporter(stream=io.StringIO()))
     tag = f"deploy-test-flows:{uuid.uuid4().hex[:10]}"
-    docker_engine.images.build(path=str(FIXTURES), tag=tag, buildargs={"BASE_IMAGE": BASE_IMAGE}, rm=True,
+    docker_engine.images.build(path=str(FIXTURES), tag=tag, buildargs={"BASE_IMAGE": base}, rm=True,
                                pull=False)
     yield tag
     with contextlib.suppress(Exception):
