@@ -12,6 +12,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -25,7 +26,7 @@ import pytest
 import requests
 import yaml
 
-from tests.conftest import REPO_ROOT, git
+from tests.conftest import REPO_ROOT, git, snapshot_repo
 
 # The test process's own Prefect client must not read or write the user's ~/.prefect.
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="deploy-prefect-home-"))
@@ -51,7 +52,7 @@ class PrefectServer:
         self.api_url = f"http://127.0.0.1:{port}/api"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
+        if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
                 self.process.wait(timeout=20)
@@ -370,3 +371,87 @@ def work_pool_state(api_url: str, name: str) -> dict | None:
                     "updated": pool.updated.isoformat() if getattr(pool, "updated", None) else None}
 
     return anyio.run(read)
+
+
+# --- real release images of this repository ------------------------------------------------------------------
+
+BLOB_GET = re.compile(r'http\.request\.method=GET .*http\.request\.uri="/v2/[^"]+/blobs/(sha256:[0-9a-f]+)"')
+
+
+class Releases:
+    """A snapshot of this repository whose `local` environment points at the test registry and server."""
+
+    def __init__(self, root, name, registry, server, docker_engine, cli):
+        self.root, self.name, self.registry, self.server = root, name, registry, server
+        self.docker, self.cli = docker_engine, cli
+
+    def build_and_deploy(self, *extra: str) -> dict:
+        from slipway.config import load_project
+        from slipway.git import read_git_facts
+        from slipway.image import build_image
+        from slipway.output import Reporter
+
+        build_image(self.docker, load_project(self.root), read_git_facts(self.root), Reporter(stream=io.StringIO()))
+        outcome = self.cli("deploy", "--env", "local", "--root", str(self.root), "--json", *extra)
+        assert outcome.code == 0, outcome.stderr
+        return outcome.json()
+
+    def commit(self, message: str) -> str:
+        git(self.root, "commit", "-q", "-am", message, date="2026-02-03T04:05:06+00:00")
+        return git(self.root, "rev-parse", "HEAD")
+
+    def names(self) -> list[str]:
+        return ["extract-load/jaffle-shop", "dbt-build/jaffle-shop", "elt/daily", "elt/on-demand", "elt/weekly"]
+
+    def state(self) -> dict:
+        return prefect_state(self.server.api_url, self.names())
+
+    def blob_gets(self) -> list[str]:
+        return BLOB_GET.findall(self.registry.container.logs().decode(errors="replace"))
+
+
+@pytest.fixture
+def releases(tmp_path, registry, prefect_server, docker_engine, cli, monkeypatch):
+    """A snapshot of this repository releasing to the test registry and server (real release images)."""
+    yield from release_repo(tmp_path, registry, prefect_server, docker_engine, cli, monkeypatch)
+
+
+def release_repo(tmp_path, registry, prefect_server, docker_engine, cli, monkeypatch, name_prefix="deploy-rb"):
+    name = f"{name_prefix}{uuid.uuid4().hex[:8]}"
+    root = snapshot_repo(tmp_path / "repo")
+    config = yaml.safe_load((root / "slipway.yaml").read_text())
+    config["image"]["name"] = name
+    local = config["environments"]["local"]
+    local["registry"]["address"] = registry.address
+    local["repository"] = name
+    local["prefect"]["api_url"] = prefect_server.api_url
+    local["work_pool"]["name"] = f"{name}-docker"
+    (root / "slipway.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    git(root, "commit", "-q", "-am", "point local at the test registry and server")
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
+    yield Releases(root, name, registry, prefect_server, docker_engine, cli)
+    for image in docker_engine.images.list():
+        for tag in image.tags:
+            if name in tag:
+                docker_engine.images.remove(tag, force=True)
+
+
+@pytest.fixture(scope="session")
+def prefect_container(docker_engine):
+    """A Prefect server in a container, started by `build.py up`'s own code from the runtime base image
+    (the image every release is built FROM), on a random loopback port, with its own volume."""
+    from slipway.config import load_project
+    from slipway.output import Reporter
+    from slipway.stack import PREFECT, Service, ensure_prefect
+
+    suffix = uuid.uuid4().hex[:8]
+    service = Service(**{**PREFECT.__dict__, "container": f"deploy-prefect-{suffix}",
+                         "volume": f"deploy-prefect-{suffix}", "host_port": None})
+    result = ensure_prefect(docker_engine, load_project(REPO_ROOT), Reporter(stream=io.StringIO()), service)
+    try:
+        yield PrefectServer(result["port"], None, None)
+    finally:
+        with contextlib.suppress(Exception):
+            docker_engine.containers.get(service.container).remove(force=True)
+        with contextlib.suppress(Exception):
+            docker_engine.volumes.get(service.volume).remove(force=True)

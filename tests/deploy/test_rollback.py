@@ -5,74 +5,15 @@ snapshot), so they carry the release configuration label and the build-time prob
 """
 from __future__ import annotations
 
-import io
-import re
-import uuid
-
 import pytest
 import yaml
 
-from slipway.config import load_project
 from slipway.errors import SlipwayError
-from slipway.git import read_git_facts
-from slipway.image import build_image
-from slipway.output import Reporter
 from slipway.releases import resolve_tag
-from tests.conftest import git, snapshot_repo
-from tests.deploy.conftest import prefect_state
+from tests.conftest import git
+from tests.deploy.conftest import Releases
 
 pytestmark = pytest.mark.docker
-
-BLOB_GET = re.compile(r'http\.request\.method=GET .*http\.request\.uri="/v2/[^"]+/blobs/(sha256:[0-9a-f]+)"')
-
-
-class Releases:
-    """A snapshot of this repository whose `local` environment points at the test registry and server."""
-
-    def __init__(self, root, name, registry, server, docker_engine, cli):
-        self.root, self.name, self.registry, self.server = root, name, registry, server
-        self.docker, self.cli = docker_engine, cli
-
-    def build_and_deploy(self, *extra: str) -> dict:
-        build_image(self.docker, load_project(self.root), read_git_facts(self.root), Reporter(stream=io.StringIO()))
-        outcome = self.cli("deploy", "--env", "local", "--root", str(self.root), "--json", *extra)
-        assert outcome.code == 0, outcome.stderr
-        return outcome.json()
-
-    def commit(self, message: str) -> str:
-        git(self.root, "commit", "-q", "-am", message, date="2026-02-03T04:05:06+00:00")
-        return git(self.root, "rev-parse", "HEAD")
-
-    def names(self) -> list[str]:
-        return ["extract-load/jaffle-shop", "dbt-build/jaffle-shop", "elt/daily", "elt/on-demand", "elt/weekly"]
-
-    def state(self) -> dict:
-        return prefect_state(self.server.api_url, self.names())
-
-    def blob_gets(self) -> list[str]:
-        return BLOB_GET.findall(self.registry.container.logs().decode(errors="replace"))
-
-
-@pytest.fixture
-def releases(tmp_path, registry, prefect_server, docker_engine, cli, monkeypatch):
-    name = f"deploy-rb{uuid.uuid4().hex[:8]}"
-    root = snapshot_repo(tmp_path / "repo")
-    config = yaml.safe_load((root / "slipway.yaml").read_text())
-    config["image"]["name"] = name
-    local = config["environments"]["local"]
-    local["registry"]["address"] = registry.address
-    local["repository"] = name
-    local["prefect"]["api_url"] = prefect_server.api_url
-    local["work_pool"]["name"] = f"{name}-docker"
-    (root / "slipway.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    git(root, "commit", "-q", "-am", "point local at the test registry and server")
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
-    yield Releases(root, name, registry, prefect_server, docker_engine, cli)
-    for image in docker_engine.images.list():
-        for tag in image.tags:
-            if name in tag:
-                docker_engine.images.remove(tag, force=True)
-
 
 def make_release_b(rel: Releases) -> str:
     """B: the ELT flow's default child timeout changes, and a weekly deployment is added."""
