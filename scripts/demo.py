@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # slipway/ lives beside scripts/
 DEPLOYMENT = os.environ.get("DEMO_DEPLOYMENT", "elt/on-demand")
 ENVIRONMENT = "local"
 
@@ -35,6 +36,21 @@ def build_py(*args: str) -> dict | None:
     return json.loads(proc.stdout) if "--json" in args else None
 
 
+def container_image(flow_run_id, remove: bool = False) -> str:
+    """The image the worker's container for this flow run was started from (the local env keeps it)."""
+    import docker
+
+    client = docker.from_env()
+    found = client.containers.list(all=True, filters={"label": f"io.prefect.flow-run-id={flow_run_id}"})
+    if not found:
+        return "(no container found)"
+    image = found[0].attrs["Config"]["Image"]
+    if remove:
+        for container in found:
+            container.remove(force=True)
+    return image
+
+
 async def run_and_report(api_url: str, reference: str) -> int:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
@@ -47,14 +63,14 @@ async def run_and_report(api_url: str, reference: str) -> int:
         children = await client.read_flow_runs(
             flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent.id])))
         rows = [(parent, "")] + [(child, "  ") for child in sorted(children, key=lambda r: r.start_time or 0)]
-        print(f"\n{'flow run':<45} {'final state':<12} image")
+        print(f"\n{'flow run':<45} {'final state':<12} container image")
         for run, indent in rows:
             flow = await client.read_flow(run.flow_id)
-            image = (run.job_variables or {}).get("image", "") if not indent else "(same container)"
+            image = container_image(run.id) if not indent else "(the parent's container)"
             print(f"{indent + flow.name + '/' + run.name:<45} {run.state.name if run.state else '?':<12} {image}")
-    pinned = (parent.job_variables or {}).get("image")
-    if pinned and pinned != reference:
-        print(f"error: the run used {pinned}, not the released {reference}", file=sys.stderr)
+    ran = container_image(parent.id, remove=True)
+    if ran != reference:
+        print(f"error: the flow run's container ran {ran}, not the released {reference}", file=sys.stderr)
         return 1
     return 0 if parent.state and parent.state.is_completed() else 1
 
