@@ -51,8 +51,10 @@ plan: venv engine ## show what deploy would change in ENV, writing nothing
 deploy: venv engine ## register ENV's deployments pinned to HEAD's digest (pushes first if needed)
 	@$(BUILD) deploy --env $(ENV)
 
-manifests: venv engine ## print the rendered Kubernetes Job manifests for ENV
-	@$(BUILD) manifests --env $(ENV)
+# `local` runs flows with a Docker worker: without an explicit ENV, manifests are for the `kind` environment.
+MANIFESTS_ENV := $(if $(filter file,$(origin ENV)),kind,$(ENV))
+manifests: venv engine ## print the rendered Kubernetes Job manifests for ENV (default: kind)
+	@$(BUILD) manifests --env $(MANIFESTS_ENV)
 
 releases: venv engine ## list the releases in ENV's registry, and which one is live
 	@$(BUILD) releases --env $(ENV)
