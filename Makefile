@@ -84,7 +84,7 @@ test-fast: venv $(ACTIONLINT) ## unit tests only (no Docker)
 	@$(PY) -m pytest -m "not docker"
 
 lint: venv ## ruff
-	@$(PY) -m ruff check slipway tests flows modules bench build.py
+	@$(PY) -m ruff check slipway tests flows modules bench scripts build.py
 
 bench: venv engine ## benchmarks against `prefect deploy` (QUICK=1 for a few minutes)
 	@$(PY) -m bench $(if $(QUICK),--quick,)

@@ -8,8 +8,9 @@ import tempfile
 from pathlib import Path
 
 from dbt.cli.main import dbtRunner
-from jaffle_common import Settings
 from prefect import flow, get_run_logger
+
+from jaffle_common import Settings
 
 APP_ROOT = Path(__file__).resolve().parents[1]
 # dbt statuses that mean a node did not do its job ("skipped" follows an upstream failure, reported there).

@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from jaffle_common import RAW_TABLES, Settings, connect, read_raw_csv, replace_table
 from prefect import flow, get_run_logger, task, unmapped
+
+from jaffle_common import RAW_TABLES, Settings, connect, read_raw_csv, replace_table
 
 # flows/ sits in the app root next to data/ and dbt/ (repo root locally, /opt/prefect in the image).
 APP_ROOT = Path(__file__).resolve().parents[1]

@@ -35,7 +35,8 @@ def ensure_os_base(client: docker.DockerClient, project: Project, reporter: Repo
     if image_exists(client, fallback):
         reporter.step(f"cannot pull {wanted}; using the bootstrapped base {fallback}")
         return fallback
-    reporter.step(f"cannot pull {wanted}; bootstrapping {fallback} from a Debian mirror (air-gapped path, ~1 min)")
+    reporter.step(f"cannot pull {wanted} ({pull_error}); bootstrapping {fallback} from a Debian mirror "
+                  "(air-gapped path, ~1 min)")
     bootstrap_os_base(project, fallback)
     return fallback
 

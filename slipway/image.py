@@ -5,9 +5,9 @@ the same labels. A dirty tree is refused unless --allow-dirty, and then every ta
 """
 from __future__ import annotations
 
-import docker
-
 import base64
+
+import docker
 
 from slipway import release_config
 from slipway.base import ensure_base

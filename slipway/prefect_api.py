@@ -371,4 +371,4 @@ def public_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def now_utc() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)

@@ -411,3 +411,16 @@ def probe_image_for(head: HeadImage, docker_client, registry=None, reporter: Rep
         except docker.errors.APIError as exc:
             raise SlipwayError(f"cannot pull {head.reference}: {exc.explanation or exc}") from None
     return head.reference
+
+
+def validate_head(project: Project, env_name: str, facts: GitFacts, reporter: Reporter, docker_client
+                  ) -> tuple[HeadImage, ValidatedRelease]:
+    """plan and deploy share this: find HEAD's image (local and/or pushed), then validate every deployment
+    in it. Before the first push the digest is unknown, so validation uses a placeholder reference."""
+    project.environment(env_name)
+    inputs = inputs_from_working_tree(project, env_name)
+    head = locate_head_image(project, env_name, facts, docker_client)
+    probe = probe_image_for(head, docker_client, reporter=reporter)
+    validated = prepare_release(project, env_name, head.reference or head.placeholder_reference, facts, reporter,
+                                inputs=inputs, probe_image=probe, docker_client=docker_client)
+    return head, validated

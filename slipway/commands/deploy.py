@@ -10,14 +10,7 @@ from __future__ import annotations
 from slipway.config import load_project
 from slipway.engine import docker_client
 from slipway.git import read_git_facts
-from slipway.registration import (
-    apply_release,
-    human_summary,
-    inputs_from_working_tree,
-    locate_head_image,
-    prepare_release,
-    probe_image_for,
-)
+from slipway.registration import apply_release, human_summary, validate_head
 
 
 def add_arguments(parser, verb):
@@ -28,14 +21,9 @@ def add_arguments(parser, verb):
 
 def run(args, reporter):
     project = load_project(args.root)
-    project.environment(args.env)
-    inputs = inputs_from_working_tree(project, args.env)
     facts = read_git_facts(project.root)
     client = docker_client()
-    head = locate_head_image(project, args.env, facts, client)
-    probe = probe_image_for(head, client, reporter=reporter)
-    validated = prepare_release(project, args.env, head.reference or head.placeholder_reference, facts,
-                                reporter, inputs=inputs, probe_image=probe, docker_client=client)
+    head, validated = validate_head(project, args.env, facts, reporter, client)
     if not args.rollback:
         from slipway.releases import refuse_downgrade
 

@@ -9,14 +9,7 @@ from __future__ import annotations
 from slipway.config import load_project
 from slipway.engine import docker_client
 from slipway.git import read_git_facts
-from slipway.registration import (
-    human_summary,
-    inputs_from_working_tree,
-    locate_head_image,
-    plan_validated,
-    prepare_release,
-    probe_image_for,
-)
+from slipway.registration import human_summary, plan_validated, validate_head
 
 
 def add_arguments(parser, verb):
@@ -25,16 +18,10 @@ def add_arguments(parser, verb):
 
 def run(args, reporter):
     project = load_project(args.root)
-    project.environment(args.env)
-    inputs = inputs_from_working_tree(project, args.env)
     facts = read_git_facts(project.root)
-    client = docker_client()
-    head = locate_head_image(project, args.env, facts, client)
-    probe = probe_image_for(head, client, reporter=reporter)
+    head, validated = validate_head(project, args.env, facts, reporter, docker_client())
     # Before the first push there is no digest yet: plan against a placeholder and say so.
     reference = head.reference or head.placeholder_reference
-    validated = prepare_release(project, args.env, reference, facts, reporter, inputs=inputs, probe_image=probe,
-                                docker_client=client)
     result = plan_validated(validated, reference, facts)
     result["pushed"] = head.digest is not None
     if head.digest is None:

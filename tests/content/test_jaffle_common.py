@@ -7,6 +7,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
+
 from jaffle_common import (
     MissingCredentialsError,
     Settings,

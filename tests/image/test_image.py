@@ -90,7 +90,7 @@ def test_git_tag_at_head_becomes_an_image_tag(docker_engine, release_image, tmp_
     git(repo, "tag", "v9.9.9")
     result = build_image(docker_engine, load_project(repo), read_git_facts(repo), Reporter(quiet=True))
     assert result["tags"][-1] == "v9.9.9"
-    assert f"jaffle-shop:v9.9.9" in docker_engine.images.get(result["image_id"]).tags
+    assert "jaffle-shop:v9.9.9" in docker_engine.images.get(result["image_id"]).tags
     docker_engine.images.remove("jaffle-shop:v9.9.9")
 
 
