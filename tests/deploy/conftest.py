@@ -269,12 +269,17 @@ def project(tmp_path, prefect_server, registry, flows_image, docker_engine, monk
     proj.tag_head_image = lambda: tag_head_image(docker_engine, flows_image, proj)  # type: ignore[attr-defined]
     proj.tag_head_image()
     yield proj
-    for image in docker_engine.images.list():
-        if any(t.startswith(name) or f"/{name}:" in t or f"/{name}@" in t for t in image.tags):
-            for t in image.tags:
-                if name in t:
-                    with contextlib.suppress(Exception):
-                        docker_engine.images.remove(t, force=True)
+    remove_tags_containing(docker_engine, name)
+
+
+def remove_tags_containing(docker_engine, name: str) -> None:
+    """Remove this test's image tags. The raw listing (one API call) cannot trip over an image another
+    process removes meanwhile, as `images.list()` (one lookup per image) can."""
+    for summary in docker_engine.api.images():
+        for tag in summary.get("RepoTags") or []:
+            if name in tag:
+                with contextlib.suppress(Exception):
+                    docker_engine.images.remove(tag, force=True)
 
 
 def tag_head_image(docker_engine, flows_image: str, proj: Project) -> str:
@@ -430,10 +435,7 @@ def release_repo(tmp_path, registry, prefect_server, docker_engine, cli, monkeyp
     git(root, "commit", "-q", "-am", "point local at the test registry and server")
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
     yield Releases(root, name, registry, prefect_server, docker_engine, cli)
-    for image in docker_engine.images.list():
-        for tag in image.tags:
-            if name in tag:
-                docker_engine.images.remove(tag, force=True)
+    remove_tags_containing(docker_engine, name)
 
 
 @pytest.fixture(scope="session")
