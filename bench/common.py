@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import statistics
+import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.conftest import git, snapshot_repo  # noqa: F401  (re-exported for the benchmarks)
+from tests.conftest import REPO_ROOT, git, snapshot_repo  # noqa: F401  (re-exported for the benchmarks)
+
+PYTHON = sys.executable  # the venv's interpreter: both tools run from it
 
 
 @contextmanager
@@ -21,6 +25,21 @@ def stopwatch():
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+class CommandFailed(RuntimeError):
+    pass
+
+
+def run_timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess]:
+    """Run one CLI invocation as a user would (a fresh process: imports included) and time it."""
+    start = time.perf_counter()
+    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + "\n" + proc.stderr).strip().splitlines()[-25:])
+        raise CommandFailed(f"`{' '.join(str(a) for a in argv)}` exited {proc.returncode}:\n{tail}")
+    return seconds, proc
 
 
 def table(title: str, header: list[str], rows: list[list]) -> str:

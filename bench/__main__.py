@@ -1,0 +1,144 @@
+"""`python -m bench [--quick]` (`make bench [QUICK=1]`): slipway measured side by side with `prefect deploy`.
+
+One run starts its own registry container and Prefect server (random ports), snapshots the working tree into
+a temporary repository pointed at them, measures (a)-(g) and removes everything it created. It prints a
+table (figure, value, target, met/missed) and writes bench/results/latest.json. --quick: one run of each
+figure instead of three (same keys, same counts). Nothing here asserts a time: these are figures, not tests.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import io
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from bench import image_build, register, release, rollback
+from bench.common import REPO_ROOT, median, table
+from bench.project import BenchRepo
+from bench.stack import bench_stack
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+# key -> (comparison, target, what each side does). Targets for this 2-core machine (issue 8).
+FIGURES = {
+    "cold_image_build_s": (None, None, "(a) s: build.py image's build, no layer cache (base image reused)"),
+    "code_only_ratio_vs_prefect": ("<=", 0.25, "(b) one-line flow edit, 10 deployments: slipway (build.py image "
+                                   "+ deploy: build, validate, push, register) s / prefect deploy --all "
+                                   "(prefect-docker build + push steps) s"),
+    "noop_redeploy_s": ("<", 2.0, "(c) s: build.py deploy again, nothing changed (10 deployments)"),
+    "noop_redeploy_writes": ("==", 0, "(c) deployment writes of that no-op (max of: `updated` moved via the "
+                             "API, successful writes in the server's access log)"),
+    "register_100_ratio_vs_prefect": ("<=", 0.2, "(d) 100 new deployments: build.py deploy (image already "
+                                      "pushed; probe + validate + create) s / prefect deploy --all without "
+                                      "build/push (load flows + create) s"),
+    "rollback_20_s": ("<", 5.0, "(e) s: build.py rollback --to <release A> of 20 deployments (B live); no "
+                      "layer pulled (checked in the registry's access log)"),
+    "push_bytes_ratio": ("<=", 1.1, "(f) bytes uploaded for a code-only release (registry access log + "
+                         "blob sizes, manifests included) / compressed size of the layers new in its manifest"),
+    "image_size_ratio": ("<=", 1.3, "(g) docker image inspect Size / du -sb /opt/venv in the image"),
+}
+
+
+def verdict(key: str, value) -> str:
+    op, target, _ = FIGURES[key]
+    if value is None:
+        return "error"
+    if op is None:
+        return "-"
+    ok = {"<=": value <= target, "<": value < target, "==": value == target}[op]
+    return "met" if ok else "missed"
+
+
+def fmt(value) -> str:
+    if value is None:
+        return "error"
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def scenario(name: str, errors: dict, func, *args, **kwargs) -> dict:
+    """Run one scenario; a failure is reported (and the others still run), never hidden."""
+    started = time.monotonic()
+    print(f"bench: {name} ...", file=sys.stderr, flush=True)
+    try:
+        out = func(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - reported in the table and the JSON
+        errors[name] = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        print(f"bench: {name} failed: {errors[name]}", file=sys.stderr, flush=True)
+        return {"figures": {}, "details": {}}
+    print(f"bench: {name} done in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one run per figure (a few minutes)")
+    parser.add_argument("--runs", type=int, default=None, help="runs per figure (default 3; 1 with --quick)")
+    parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
+    args = parser.parse_args(argv)
+    runs = args.runs or (1 if args.quick else 3)
+
+    from slipway.base import ensure_base
+    from slipway.config import load_project
+    from slipway.engine import docker_client
+    from slipway.output import Reporter
+
+    client = docker_client()
+    figures: dict = {}
+    details: dict = {}
+    errors: dict = {}
+    started = time.monotonic()
+    with bench_stack(client) as stack:
+        base = ensure_base(client, load_project(REPO_ROOT), Reporter(stream=io.StringIO()))
+        repo = BenchRepo.create(stack.workdir / "repo", stack.registry_address, stack.api_url, base, stack.label)
+
+        def cold() -> dict:
+            seconds, rows = image_build.cold_builds(client, repo.root, runs, stack.track)
+            return {"figures": {"cold_image_build_s": median(seconds)},
+                    "details": {"cold_image_build": [{"run": r[1], "seconds": r[2], "steps": r[3],
+                                                      "from_cache": r[4]} for r in rows]}}
+
+        for name, func, extra in (("(a) cold image build", cold, {}),
+                                  ("(b)(c)(f)(g) code-only release", release.run, {}),
+                                  ("(d) register 100", register.run, {"count": 100}),
+                                  ("(e) rollback 20", rollback.run, {"count": 20})):
+            out = scenario(name, errors, func, *(() if func is cold else (stack, repo, runs)), **extra)
+            figures.update(out["figures"])
+            details.update(out["details"])
+
+    rows = []
+    for key, (op, target, what) in FIGURES.items():
+        value = figures.get(key)
+        rows.append([key, fmt(value), f"{op} {target}" if op else "-", verdict(key, value), what])
+    mode = f"quick: {runs} run per figure" if args.quick else f"median of {runs} runs per figure"
+    title = (f"slipway vs prefect deploy ({mode}; ratios pair by pair; {os.cpu_count()} cores; "
+             f"same repo snapshot, registry and Prefect server)")
+    print(table(title, ["figure", "value", "target", "status", "what each side does"], rows))
+    for name, message in errors.items():
+        print(f"error in {name}: {message}")
+
+    result = {
+        **{key: figures.get(key) for key in FIGURES},
+        "quick": args.quick,
+        "runs": runs,
+        "status": {key: verdict(key, figures.get(key)) for key in FIGURES},
+        "targets": {key: {"op": op, "value": target} for key, (op, target, _) in FIGURES.items() if op},
+        "details": details,
+        "errors": errors,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "wall_seconds": round(time.monotonic() - started, 1),
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"wrote {args.output}")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

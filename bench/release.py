@@ -1,0 +1,161 @@
+"""(b) code-only release of 10 deployments, side by side; (c) no-op redeploy; (f) bytes pushed; (g) image size.
+
+(b) Each run is one pair: a one-line flow edit is committed, then slipway releases it (`build.py image` +
+`build.py deploy --env local`: build, validate, push, register) and is timed; another one-line edit is
+committed, then `prefect deploy --all` releases it (prefect-docker build + push steps, 10 deployments) and is
+timed. ratio = slipway seconds / prefect seconds, per pair; the figure is the median ratio.
+(c) Right after slipway's release, `build.py deploy --env local` again with nothing changed: seconds, and the
+deployment writes the server saw, counted twice independently of slipway's own report: deployments whose
+`updated` timestamp moved (API), and successful write requests under /api/deployments (access log).
+(f) From the registry's side during slipway's release: bytes of the blobs uploaded (PUTs that complete an
+upload, sized on the registry's disk) plus the manifests PUT, over the compressed size of the layers whose
+digests are new in the new manifest (versus the previous release's manifest).
+(g) `docker image inspect` Size of the release image over `du -sb /opt/venv` inside it.
+"""
+from __future__ import annotations
+
+import urllib.parse
+import uuid
+
+from bench.common import median
+from bench.project import PREFECT_POOL, PREFECT_REPOSITORY, SLIPWAY_POOL, SLIPWAY_REPOSITORY, BenchRepo
+from bench.stack import BenchStack, changed
+from bench.tools import prefect_deploy, slipway
+
+DEPLOYMENTS = 10
+
+
+def uploaded_bytes(stack: BenchStack, since: float, repository: str) -> dict:
+    """Bytes the engine uploaded to `repository` since `since`, from the registry's access log and disk."""
+    blobs = stack.registry_blobs()
+    layers = manifests = 0
+    uploads, manifest_puts = [], []
+    for req in stack.registry_requests_since(since):
+        if f"/v2/{repository}/" not in req["path"] or req["status"] >= 300:
+            continue
+        if req["method"] == "PUT" and "/blobs/uploads/" in req["path"]:
+            query = urllib.parse.parse_qs(urllib.parse.urlparse(req["path"]).query)
+            digest = (query.get("digest") or [""])[0]
+            uploads.append(digest)
+            layers += blobs.get(digest, 0)
+        elif req["method"] == "PUT" and "/manifests/" in req["path"]:
+            reference = req["path"].rsplit("/", 1)[-1]
+            manifest_puts.append(reference)
+            manifests += len(stack_manifest_bytes(stack, repository, reference))
+    return {"blob_bytes": layers, "manifest_bytes": manifests, "bytes": layers + manifests, "blobs": uploads,
+            "manifest_puts": manifest_puts}
+
+
+def stack_manifest_bytes(stack: BenchStack, repository: str, reference: str) -> bytes:
+    import requests
+
+    from slipway.registry import MANIFEST_TYPES
+
+    resp = requests.get(f"{stack.registry_url}/v2/{repository}/manifests/{reference}",
+                        headers={"Accept": ", ".join(MANIFEST_TYPES)}, timeout=10)
+    resp.raise_for_status()
+    return resp.content
+
+
+def changed_layers(old: dict, new: dict) -> dict:
+    before = {layer["digest"] for layer in old.get("layers", [])}
+    fresh = [layer for layer in new.get("layers", []) if layer["digest"] not in before]
+    return {"layers": len(fresh), "bytes": sum(layer["size"] for layer in fresh),
+            "digests": [layer["digest"] for layer in fresh]}
+
+
+def image_sizes(stack: BenchStack, image: str) -> dict:
+    size = stack.client.images.get(image).attrs["Size"]
+    out = stack.client.containers.run(image, ["du", "-sb", "/opt/venv"], entrypoint=[], remove=True,
+                                      name=f"bench-du-{uuid.uuid4().hex[:8]}")
+    venv = int(out.decode().split()[0])
+    return {"image_bytes": size, "venv_bytes": venv, "ratio": size / venv}
+
+
+def warm_up(stack: BenchStack, repo: BenchRepo) -> dict:
+    """First release by each tool: the base layers reach the registry, the deployments exist. Untimed."""
+    repo.set_deployments(DEPLOYMENTS, "s", "p")
+    stack.create_pool(PREFECT_POOL)
+    _, image = slipway(stack, repo, "image")
+    stack.track(image["image"])
+    slipway(stack, repo, "deploy", "--env", "local")
+    prefect_deploy(stack, repo)
+    track_prefect_images(stack)
+    return {"sha": repo.sha(), "image": image["image"]}
+
+
+def track_prefect_images(stack: BenchStack) -> None:
+    for image in stack.client.images.list(name=f"{stack.registry_address}/{PREFECT_REPOSITORY}"):
+        stack.images.add(image.id)
+
+
+def run(stack: BenchStack, repo: BenchRepo, runs: int) -> dict:
+    state = warm_up(stack, repo)
+    prev_sha = state["sha"]
+    pairs, noop, pushes = [], [], []
+    for i in range(runs):
+        # (b) slipway: code change -> image -> deploy (validate, push, register).
+        sha = repo.change_a_flow(f"slipway-{i}")
+        since = _now()
+        s_image, image = slipway(stack, repo, "image")
+        stack.track(image["image"])
+        offset = stack.server_log_offset()
+        s_deploy, deployed = slipway(stack, repo, "deploy", "--env", "local")
+        deploy_writes = stack.api_writes_since(offset)
+        actions = [d["action"] for d in deployed["deployments"]]
+        # (f) what that release uploaded, from the registry's side.
+        up = uploaded_bytes(stack, since, SLIPWAY_REPOSITORY)
+        layers = changed_layers(stack.manifest(SLIPWAY_REPOSITORY, prev_sha), stack.manifest(SLIPWAY_REPOSITORY, sha))
+        blob_sizes = stack.registry_blobs()
+        pushes.append({"run": i + 1, "uploaded_bytes": up["bytes"], "uploaded_blobs": len(up["blobs"]),
+                       "uploaded_blob_sizes": {d[:19]: blob_sizes.get(d) for d in up["blobs"]},
+                       "manifest_bytes": up["manifest_bytes"], "manifest_puts": len(up["manifest_puts"]),
+                       "changed_layers": layers["layers"],
+                       "changed_layer_bytes": layers["bytes"], "ratio": up["bytes"] / max(layers["bytes"], 1)})
+        prev_sha = sha
+        # (c) no-op redeploy, nothing changed.
+        before, offset = stack.deployments_state(SLIPWAY_POOL), stack.server_log_offset()
+        s_noop, again = slipway(stack, repo, "deploy", "--env", "local")
+        writes = stack.api_writes_since(offset)
+        noop.append({"run": i + 1, "seconds": s_noop, "writes_by_updated": len(changed(before,
+                                                                                     stack.deployments_state(SLIPWAY_POOL))),
+                     "writes_in_access_log": len(writes["deployments"]), "all_writes": len(writes["all"]),
+                     "slipway_reported": sum(d["action"] != "unchanged" for d in again["deployments"])})
+        # (b) prefect: code change -> `prefect deploy --all` (build + push steps, 10 deployments).
+        repo.change_a_flow(f"prefect-{i}")
+        since = _now()
+        before = stack.deployments_state(PREFECT_POOL)
+        p_seconds, _ = prefect_deploy(stack, repo)
+        p_up = uploaded_bytes(stack, since, PREFECT_REPOSITORY)
+        p_written = len(changed(before, stack.deployments_state(PREFECT_POOL)))
+        # The incumbent's no-op, for comparison: same commit again.
+        before, offset = stack.deployments_state(PREFECT_POOL), stack.server_log_offset()
+        p_noop, _ = prefect_deploy(stack, repo)
+        p_noop_writes = stack.api_writes_since(offset)
+        noop[-1].update({"prefect_seconds": p_noop, "prefect_writes_by_updated": len(changed(
+            before, stack.deployments_state(PREFECT_POOL))), "prefect_writes_in_access_log": len(
+            p_noop_writes["deployments"])})
+        track_prefect_images(stack)
+        pairs.append({"run": i + 1, "slipway_image_s": s_image, "slipway_deploy_s": s_deploy,
+                      "slipway_s": s_image + s_deploy, "slipway_actions": sorted(set(actions)),
+                      "slipway_deployment_writes": len(deploy_writes["deployments"]),
+                      "slipway_refused_writes": len(deploy_writes["refused"]),
+                      "prefect_s": p_seconds, "prefect_deployments_written": p_written,
+                      "prefect_uploaded_bytes": p_up["bytes"], "ratio": (s_image + s_deploy) / p_seconds})
+    sizes = image_sizes(stack, image["image"])
+    return {
+        "figures": {
+            "code_only_ratio_vs_prefect": median([p["ratio"] for p in pairs]),
+            "noop_redeploy_s": median([n["seconds"] for n in noop]),
+            "noop_redeploy_writes": max(max(n["writes_by_updated"], n["writes_in_access_log"]) for n in noop),
+            "push_bytes_ratio": median([p["ratio"] for p in pushes]),
+            "image_size_ratio": sizes["ratio"],
+        },
+        "details": {"code_only": pairs, "noop": noop, "push": pushes, "image_size": sizes},
+    }
+
+
+def _now() -> float:
+    import time
+
+    return time.time()

@@ -1,0 +1,329 @@
+"""The benchmark's own stack, started fresh for one run and removed afterwards: a registry container (the image
+`build.py up` runs, on a random loopback port) and a Prefect server (`prefect server start` from the venv, its
+own PREFECT_HOME and SQLite database, a random port). Never ports 5000/4200: those belong to `make up`.
+
+Both tools are measured against these two, so they share the registry, the server and the machine.
+Every Docker object created here is named `bench-...` (or tagged `localhost:<random port>/bench-...`) and is
+removed by `BenchStack.close()`, which also stops the server.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import requests
+from docker.errors import ImageNotFound
+
+from bench.common import REPO_ROOT
+
+PREFECT_BIN = Path(sys.executable).parent / "prefect"
+PREFIX = "bench-"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(url: str, what: str, timeout: float, alive=lambda: True, logs=lambda: "") -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if not alive():
+            raise RuntimeError(f"{what} exited: {logs()[-2000:]}")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not become healthy: {logs()[-2000:]}")
+        time.sleep(0.3)
+
+
+@dataclass
+class BenchStack:
+    client: object  # docker.DockerClient
+    workdir: Path  # temp dir: PREFECT_HOMEs, docker config, logs, the snapshot repository
+    registry_port: int = 0
+    registry_container: object = None
+    prefect_port: int = 0
+    prefect_process: subprocess.Popen | None = None
+    prefect_log: Path | None = None
+    images: set[str] = field(default_factory=set)  # image IDs built by the benchmark (removed at close)
+
+    @property
+    def registry_address(self) -> str:
+        return f"localhost:{self.registry_port}"
+
+    @property
+    def registry_url(self) -> str:
+        return f"http://127.0.0.1:{self.registry_port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.prefect_port}/api"
+
+    # -- start / stop ------------------------------------------------------------------------------------
+
+    def start(self) -> BenchStack:
+        self.start_registry()
+        self.start_prefect()
+        return self
+
+    def start_registry(self) -> None:
+        from slipway.config import load_project
+        from slipway.output import Reporter
+        from slipway.stack import registry_image
+
+        image = registry_image(self.client, load_project(REPO_ROOT), Reporter(stream=io.StringIO()))
+        self.registry_container = self.client.containers.run(
+            image, detach=True, name=f"{PREFIX}registry-{uuid.uuid4().hex[:8]}",
+            ports={"5000/tcp": ("127.0.0.1", None)}, labels={"io.slipway.bench": "registry"})
+        deadline = time.monotonic() + 30
+        while not self.registry_port:
+            self.registry_container.reload()
+            bindings = (self.registry_container.attrs["NetworkSettings"]["Ports"] or {}).get("5000/tcp") or []
+            if bindings:
+                self.registry_port = int(bindings[0]["HostPort"])
+            elif time.monotonic() > deadline:
+                raise RuntimeError("the bench registry published no port")
+            else:
+                time.sleep(0.2)
+        wait_for(f"{self.registry_url}/v2/", "the bench registry", 30,
+                 logs=lambda: self.registry_container.logs().decode(errors="replace"))
+
+    def start_prefect(self) -> None:
+        home = self.workdir / "prefect-server"
+        home.mkdir()
+        self.prefect_port = free_port()
+        env = {**os.environ, "PREFECT_HOME": str(home),
+               "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home}/prefect.db",
+               "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false",
+               # INFO: uvicorn's access log, one line per request: how the benchmark counts API writes.
+               "PREFECT_SERVER_LOGGING_LEVEL": "INFO", "PREFECT_LOGGING_LEVEL": "WARNING"}
+        env.pop("PREFECT_API_URL", None)
+        self.prefect_log = home / "server.log"
+        with open(self.prefect_log, "wb") as out:
+            # --no-services: no scheduler writing flow runs, so every write counted is a tool's.
+            self.prefect_process = subprocess.Popen(
+                [str(PREFECT_BIN), "server", "start", "--host", "127.0.0.1", "--port", str(self.prefect_port),
+                 "--no-services", "--no-ui"], env=env, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        wait_for(f"{self.api_url}/health", "the bench Prefect server", 120,
+                 alive=lambda: self.prefect_process.poll() is None, logs=lambda: self.prefect_log.read_text())
+
+    def close(self) -> None:
+        if self.prefect_process is not None and self.prefect_process.poll() is None:
+            self.prefect_process.terminate()
+            try:
+                self.prefect_process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.prefect_process.kill()
+                self.prefect_process.wait()
+        if self.registry_container is not None:
+            with contextlib.suppress(Exception):
+                self.registry_container.remove(force=True, v=True)
+        self.remove_images()
+
+    # -- images ------------------------------------------------------------------------------------------
+
+    def mine(self, tag: str) -> bool:
+        return tag.startswith(PREFIX) or (bool(self.registry_port) and tag.startswith(f"{self.registry_address}/"))
+
+    def track(self, ref: str) -> str:
+        """Remember an image the benchmark built (by ID: rebuilt tags leave the old image dangling)."""
+        with contextlib.suppress(Exception):
+            self.images.add(self.client.images.get(ref).id)
+        return ref
+
+    @property
+    def label(self) -> str:
+        """`io.slipway.bench=<workdir>`: marks the incumbent's build steps (Dockerfile.prefect's first line)."""
+        return f"io.slipway.bench={self.workdir}"
+
+    def own_images(self) -> set[str]:
+        """IDs of every image this run built: tracked ones, the incumbent's (its label, intermediates
+        included), slipway's (their source label names this run's repository), and those tagged with our names."""
+        ids = set(self.images)
+        for labels in (self.label, f"org.opencontainers.image.source={self.workdir / 'repo'}"):
+            ids |= {image.id for image in self.client.images.list(all=True, filters={"label": labels})}
+        ids |= {image.id for image in self.client.images.list() if any(self.mine(t) for t in image.tags)}
+        return ids
+
+    def remove_images(self) -> None:
+        """Remove this run's images: first the stopped containers of them (prefect-docker builds with docker-py's
+        default rm=False, which leaves one container per build step), then our tags, then the untagged images.
+        Others' tags, containers and images are never touched."""
+        ids = self.own_images()
+        for container in self.client.containers.list(all=True):
+            if container.status != "running" and container.attrs.get("Image") in ids:
+                with contextlib.suppress(Exception):
+                    container.remove(force=True)
+        for image_id in ids:
+            with contextlib.suppress(Exception):
+                for tag in self.client.images.get(image_id).tags:
+                    if self.mine(tag):
+                        self.client.images.remove(tag, noprune=True)
+        left = set(ids)
+        for _ in range(5):  # parents go once their children are gone
+            for image_id in list(left):
+                try:
+                    if not self.client.images.get(image_id).tags:
+                        self.client.images.remove(image_id)
+                    left.discard(image_id)
+                except ImageNotFound:
+                    left.discard(image_id)
+                except Exception:  # noqa: BLE001 - a child still exists: next pass
+                    pass
+            if not left:
+                return
+        print(f"bench: could not remove images {sorted(i[7:19] for i in left)}", file=sys.stderr)
+
+    # -- environment for the two tools -------------------------------------------------------------------
+
+    def tool_env(self) -> dict[str, str]:
+        """The environment both CLIs run with: their own PREFECT_HOME and Docker config, the bench server."""
+        home = self.workdir / "prefect-client"
+        home.mkdir(exist_ok=True)
+        docker_config = self.workdir / "docker-config"
+        docker_config.mkdir(exist_ok=True)
+        env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": self.api_url,
+               "DOCKER_CONFIG": str(docker_config), "PREFECT_LOGGING_LEVEL": "WARNING",
+               "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "CI": "1",
+               # Bytecode as an installed venv has it (pip compiles at install): with PYTHONDONTWRITEBYTECODE
+               # set and no .pyc in the venv, every CLI process would compile prefect from source (~2.5 s
+               # each, both tools alike). The cache lives in the bench's temp dir; the venv is not touched.
+               "PYTHONPYCACHEPREFIX": str(self.workdir / "pycache")}
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env.pop("PREFECT_API_KEY", None)
+        env.pop("GITHUB_STEP_SUMMARY", None)
+        return env
+
+    # -- what the registry and the server saw ------------------------------------------------------------
+
+    def registry_blobs(self) -> dict[str, int]:
+        """Every blob the registry stores (layers, configs, manifests): digest -> bytes, read on its disk."""
+        out = self.registry_container.exec_run(
+            ["find", "/var/lib/registry/docker/registry/v2/blobs", "-type", "f", "-name", "data",
+             "-printf", "%s %h\\n"])
+        blobs = {}
+        for line in out.output.decode().splitlines():
+            size, _, path = line.partition(" ")
+            blobs["sha256:" + path.rsplit("/", 1)[-1]] = int(size)
+        return blobs
+
+    def manifest(self, repository: str, reference: str) -> dict:
+        from slipway.registry import MANIFEST_TYPES
+
+        resp = requests.get(f"{self.registry_url}/v2/{repository}/manifests/{reference}",
+                            headers={"Accept": ", ".join(MANIFEST_TYPES)}, timeout=10)
+        resp.raise_for_status()
+        return resp.json()
+
+    def server_log_offset(self) -> int:
+        return self.prefect_log.stat().st_size
+
+    def api_writes_since(self, offset: int) -> dict[str, list[str]]:
+        """What the server's access log shows from `offset`: successful requests that write ("METHOD /path").
+
+        "deployments": writes to deployments and their schedules (POST that is not a query, PATCH, PUT,
+        DELETE under /api/deployments); "all": every successful write (flows, work pools, automations...).
+        Requests the server refused (e.g. 503 while SQLite is locked) changed nothing and are not counted."""
+        time.sleep(0.3)  # the access line is written after the response
+        with open(self.prefect_log, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+        writes: dict[str, list[str]] = {"all": [], "deployments": [], "refused": []}
+        for method, path, status in re.findall(r'"(POST|PATCH|PUT|DELETE) (/api/\S+) HTTP/[\d.]+" (\d{3})', text):
+            if method == "POST" and re.search(r"/(filter|count|paginate|schema|validate)/?(\?|$)", path):
+                continue
+            if not status.startswith("2"):
+                writes["refused"].append(f"{method} {path} {status}")
+                continue
+            writes["all"].append(f"{method} {path}")
+            if path.startswith("/api/deployments"):
+                writes["deployments"].append(f"{method} {path}")
+        return writes
+
+    def registry_requests_since(self, since: float) -> list[dict]:
+        """The registry's access log from the epoch time `since`: method, path, status, user agent."""
+        import datetime
+
+        out = []
+        start = datetime.datetime.fromtimestamp(since, datetime.UTC)
+        for line in self.registry_container.logs(timestamps=True, since=int(since)).decode(errors="replace").splitlines():
+            stamp, _, rest = line.partition(" ")
+            when = datetime.datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00")
+            match = re.search(r'"(GET|HEAD|PUT|PATCH|POST|DELETE) (\S+) HTTP/[\d.]+" (\d{3}) (\d+) "[^"]*" "([^"]*)"', rest)
+            if when >= start and match:
+                method, path, status, size, agent = match.groups()
+                out.append({"method": method, "path": path, "status": int(status), "bytes": int(size),
+                            "agent": agent})
+        return out
+
+    def deployments_state(self, pool: str) -> dict[str, dict]:
+        """Every deployment in `pool` as the API holds it: "flow/name" -> {"updated", "image"}."""
+        from prefect.client.orchestration import PrefectClient
+        from prefect.client.schemas.filters import WorkPoolFilter, WorkPoolFilterName
+
+        async def read() -> dict[str, dict]:
+            async with PrefectClient(api=self.api_url) as client:
+                deps = await client.read_deployments(
+                    work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])), limit=200)
+                flows = {f.id: f.name for f in await client.read_flows(limit=200)}
+            return {f"{flows.get(d.flow_id, '?')}/{d.name}": {"updated": d.updated.isoformat(),
+                                                                "image": (d.job_variables or {}).get("image")}
+                    for d in deps}
+
+        return anyio.run(read)
+
+    def delete_deployments(self, pool: str) -> None:
+        from prefect.client.orchestration import PrefectClient
+        from prefect.client.schemas.filters import WorkPoolFilter, WorkPoolFilterName
+
+        async def delete() -> None:
+            async with PrefectClient(api=self.api_url) as client:
+                while True:
+                    deps = await client.read_deployments(
+                        work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])), limit=200)
+                    if not deps:
+                        return
+                    for d in deps:
+                        await client.delete_deployment(d.id)
+
+        anyio.run(delete)
+
+    def create_pool(self, name: str, pool_type: str = "docker") -> None:
+        subprocess.run([str(PREFECT_BIN), "work-pool", "create", name, "--type", pool_type],
+                       env=self.tool_env(), check=True, capture_output=True)
+
+
+def changed(before: dict[str, dict], after: dict[str, dict]) -> list[str]:
+    """Deployments created or updated (their `updated` timestamp moved) between two `deployments_state` reads."""
+    return sorted(name for name, state in after.items()
+                  if name not in before or before[name]["updated"] != state["updated"])
+
+
+@contextlib.contextmanager
+def bench_stack(client):
+    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+    stack = BenchStack(client, workdir)
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.close()
+        shutil.rmtree(workdir, ignore_errors=True)

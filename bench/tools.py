@@ -1,0 +1,22 @@
+"""The two tools as a user runs them: one fresh CLI process per command, timed from start to exit."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+from bench.common import PYTHON, run_timed
+from bench.project import BenchRepo
+from bench.stack import PREFECT_BIN, BenchStack
+
+
+def slipway(stack: BenchStack, repo: BenchRepo, *args: str) -> tuple[float, dict]:
+    """`python build.py <args> --json` in the repository (its own copy of slipway): seconds, parsed output."""
+    seconds, proc = run_timed([PYTHON, "build.py", *args, "--json"], repo.root, stack.tool_env())
+    return seconds, json.loads(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip() else {}
+
+
+def prefect_deploy(stack: BenchStack, repo: BenchRepo, prefect_file: str = "prefect.yaml"
+                   ) -> tuple[float, subprocess.CompletedProcess]:
+    """`prefect --no-prompt deploy --all` against the bench server (PREFECT_API_URL in the environment)."""
+    return run_timed([str(PREFECT_BIN), "--no-prompt", "deploy", "--all", "--prefect-file", prefect_file],
+                     repo.root, stack.tool_env())
