@@ -27,7 +27,10 @@ from slipway.config import EnvironmentConfig
 from slipway.deployments import ScheduleDecl
 from slipway.errors import SlipwayError
 
-MAX_CONCURRENT_REQUESTS = 8
+MAX_CONCURRENT_REQUESTS = 8  # reads
+# Writes: a self-hosted server on SQLite serialises them anyway and answers 503 (database locked) to the
+# overflow, which the client then retries with backoff: measured in bench/, 2 at a time beats 8.
+MAX_CONCURRENT_WRITES = 2
 DEFAULT_WORK_QUEUE = "default"
 APP_ROOT = "/opt/prefect"
 PULL_STEPS = [{"prefect.deployments.steps.set_working_directory": {"directory": APP_ROOT}}]
@@ -279,8 +282,11 @@ def describe_changes(changes: dict[str, Any]) -> list[str]:
 
 # --- deployments: apply ------------------------------------------------------------------------------------
 
-async def create_deployment(client, want: DesiredDeployment) -> UUID:
-    flow_id = await client.create_flow_from_name(want.flow_name)
+async def create_deployment(client, want: DesiredDeployment, flow_ids: dict[str, UUID] | None = None) -> UUID:
+    flow_ids = {} if flow_ids is None else flow_ids
+    if want.flow_name not in flow_ids:  # one flow lookup per flow, not one per deployment
+        flow_ids[want.flow_name] = await client.create_flow_from_name(want.flow_name)
+    flow_id = flow_ids[want.flow_name]
     return await client.create_deployment(
         flow_id=flow_id,
         name=want.name,
@@ -343,8 +349,9 @@ def plan_deployments(desired: list[DesiredDeployment], live: dict[str, Any]) -> 
 
 
 async def apply_deployments(client, rows: list[dict[str, Any]], reporter) -> None:
-    """Apply planned rows concurrently (at most MAX_CONCURRENT_REQUESTS at once); fills each row's id."""
-    limiter = anyio.CapacityLimiter(MAX_CONCURRENT_REQUESTS)
+    """Apply planned rows concurrently (at most MAX_CONCURRENT_WRITES at once); fills each row's id."""
+    limiter = anyio.CapacityLimiter(MAX_CONCURRENT_WRITES)
+    flow_ids: dict[str, UUID] = {}
 
     async def apply(row: dict[str, Any]) -> None:
         if row["action"] == "unchanged":
@@ -352,7 +359,7 @@ async def apply_deployments(client, rows: list[dict[str, Any]], reporter) -> Non
         async with limiter:
             try:
                 if row["action"] == "created":
-                    row["id"] = str(await create_deployment(client, row["_want"]))
+                    row["id"] = str(await create_deployment(client, row["_want"], flow_ids))
                 else:
                     await update_deployment(client, row["_want"], row["_live"], row["_changes"])
             except Exception as exc:
