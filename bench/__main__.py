@@ -35,12 +35,15 @@ FIGURES = {
     "noop_redeploy_writes": ("==", 0, "(c) deployment writes of that no-op (max of: `updated` moved via the "
                              "API, successful writes in the server's access log)"),
     "register_100_ratio_vs_prefect": ("<=", 0.2, "(d) 100 new deployments: build.py deploy (image already "
-                                      "pushed; probe + validate + create) s / prefect deploy --all without "
+                                      "pushed; validate + create) s / prefect deploy --all without "
                                       "build/push (load flows + create) s"),
     "rollback_20_s": ("<", 5.0, "(e) s: build.py rollback --to <release A> of 20 deployments (B live); no "
                       "layer pulled (checked in the registry's access log)"),
     "push_bytes_ratio": ("<=", 1.1, "(f) bytes uploaded for a code-only release (registry access log + "
                          "blob sizes, manifests included) / compressed size of the layers new in its manifest"),
+    "push_layer_bytes_ratio": (None, None, "(f) the same, layers only: layer bytes uploaded / compressed size of "
+                               "the new layers (1.00 = nothing unchanged was re-sent; (f) adds the image config "
+                               "blob and one manifest per tag)"),
     "image_size_ratio": ("<=", 1.3, "(g) docker image inspect Size / du -sb /opt/venv in the image"),
 }
 

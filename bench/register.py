@@ -1,8 +1,9 @@
 """(d) Registering N (100) new deployments, both tools, against the same server.
 
 slipway: `build.py deploy --env local` of N declarations, HEAD's image already built and pushed (untimed
-before): it imports the N entry points in the image (one container), validates parameters and job
-variables, reads the N deployments from Prefect and creates them.
+before; the build imported the N entry points in the image): it reads what that probe found from the image's
+release layer, validates parameters and job variables, reads the N deployments from Prefect and creates
+them.
 prefect: `prefect deploy --all --prefect-file prefect-N.yaml`, the same N deployments with no build or push
 steps (the image given as a fixed reference): it loads each flow on the host, builds its parameter schema
 and creates it.

@@ -105,13 +105,19 @@ def run(stack: BenchStack, repo: BenchRepo, runs: int) -> dict:
         actions = [d["action"] for d in deployed["deployments"]]
         # (f) what that release uploaded, from the registry's side.
         up = uploaded_bytes(stack, since, SLIPWAY_REPOSITORY)
-        layers = changed_layers(stack.manifest(SLIPWAY_REPOSITORY, prev_sha), stack.manifest(SLIPWAY_REPOSITORY, sha))
+        new_manifest = stack.manifest(SLIPWAY_REPOSITORY, sha)
+        layers = changed_layers(stack.manifest(SLIPWAY_REPOSITORY, prev_sha), new_manifest)
         blob_sizes = stack.registry_blobs()
+        in_manifest = {layer["digest"] for layer in new_manifest.get("layers", [])}
+        layer_bytes = sum(blob_sizes.get(d, 0) for d in up["blobs"] if d in in_manifest)
         pushes.append({"run": i + 1, "uploaded_bytes": up["bytes"], "uploaded_blobs": len(up["blobs"]),
                        "uploaded_blob_sizes": {d[:19]: blob_sizes.get(d) for d in up["blobs"]},
+                       "uploaded_layer_bytes": layer_bytes,
+                       "config_blob_bytes": up["blob_bytes"] - layer_bytes,
                        "manifest_bytes": up["manifest_bytes"], "manifest_puts": len(up["manifest_puts"]),
                        "changed_layers": layers["layers"],
-                       "changed_layer_bytes": layers["bytes"], "ratio": up["bytes"] / max(layers["bytes"], 1)})
+                       "changed_layer_bytes": layers["bytes"], "ratio": up["bytes"] / max(layers["bytes"], 1),
+                       "layer_ratio": layer_bytes / max(layers["bytes"], 1)})
         prev_sha = sha
         # (c) no-op redeploy, nothing changed.
         before, offset = stack.deployments_state(SLIPWAY_POOL), stack.server_log_offset()
@@ -149,6 +155,7 @@ def run(stack: BenchStack, repo: BenchRepo, runs: int) -> dict:
             "noop_redeploy_s": median([n["seconds"] for n in noop]),
             "noop_redeploy_writes": max(max(n["writes_by_updated"], n["writes_in_access_log"]) for n in noop),
             "push_bytes_ratio": median([p["ratio"] for p in pushes]),
+            "push_layer_bytes_ratio": median([p["layer_ratio"] for p in pushes]),
             "image_size_ratio": sizes["ratio"],
         },
         "details": {"code_only": pairs, "noop": noop, "push": pushes, "image_size": sizes},

@@ -7,7 +7,6 @@ import os
 import tempfile
 from pathlib import Path
 
-from dbt.cli.main import dbtRunner
 from prefect import flow, get_run_logger
 
 from jaffle_common import Settings
@@ -52,6 +51,10 @@ def dbt_build(target: str | None = None, project_dir: str | None = None) -> dict
     target = target or settings.dbt_target
     args = dbt_args(settings, target)
     logger.info("dbt %s", " ".join(args))
+
+    # Imported here, not at the top: dbt takes ~1 s to import, and everything that only loads this flow
+    # (the worker resolving the entry point, slipway's build-time probe, the elt parent) skips that cost.
+    from dbt.cli.main import dbtRunner
 
     result = dbtRunner().invoke(args)
     # result.result is None when dbt stopped before running any node (bad profile, parse error...).

@@ -29,7 +29,9 @@ VERBS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser for every verb; with `only`, just that verb's module is imported (the others stay unloaded:
+    a release step should not pay for boto3 or prefect-kubernetes it does not use)."""
     parser = argparse.ArgumentParser(prog="build.py", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for verb, (module_name, help_text) in VERBS.items():
@@ -37,13 +39,22 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="print one JSON object on stdout (for CI)")
         p.add_argument("--root", default=os.environ.get("SLIPWAY_ROOT", "."), type=Path,
                        help="repository root holding slipway.yaml (default: current directory)")
-        module = importlib.import_module(f"slipway.commands.{module_name}")
-        module.add_arguments(p, verb)
+        if only in (None, verb):
+            module = importlib.import_module(f"slipway.commands.{module_name}")
+            module.add_arguments(p, verb)
     return parser
 
 
+def chosen_verb(argv: list[str]) -> str | None:
+    """The verb named on the command line (the first word that is one), None for `--help` and typos."""
+    return next((word for word in argv if word in VERBS), None)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    verb = chosen_verb(argv)
+    args = build_parser(verb if verb is not None and "-h" not in argv and "--help" not in argv else None
+                        ).parse_args(argv)
     reporter = Reporter(json_mode=args.json, verb=args.verb, environment=getattr(args, "env", None))
     module = importlib.import_module(f"slipway.commands.{VERBS[args.verb][0]}")
     try:

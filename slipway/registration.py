@@ -1,11 +1,12 @@
 """Register a release's deployments in an environment: inputs -> validation -> plan -> apply.
 
 Inputs are data (`ReleaseInputs`: the environment's config and the parsed declarations), never read inside
-plan/apply, so a rollback can pass an older release's slipway.yaml and deployments.yaml (from its image
-label) and reuse every step. The order guarantees "nothing written unless everything is valid":
+plan/apply, so a rollback can pass an older release's slipway.yaml and deployments.yaml (from its release
+layer) and reuse every step. The order guarantees "nothing written unless everything is valid":
 
 1. read-only checks of the environment: Prefect answers, the work pool's current state;
-2. `validate_release`: entry points import in the image, parameters, job variables, Kubernetes Jobs;
+2. `validate_release`: the entry points imported in the image (the build-time probe, read from the image's
+   release layer), parameters, job variables, Kubernetes Jobs;
 3. (deploy only) push the image if the registry does not hold it yet, then read the digest back;
 4. `plan_release` / `apply_release`: compare with Prefect and write only what differs.
 """
@@ -38,11 +39,8 @@ from slipway.errors import SlipwayError
 from slipway.git import GitFacts
 from slipway.kubernetes import load_job_template, render_job_manifest_async
 from slipway.output import Reporter
-from slipway.release_config import declared_parameter_sets
 from slipway.validate import (
     check_probe,
-    probe_requests,
-    run_probe,
     validate_job_variables,
     validate_kubernetes_manifest,
     validate_parameters,
@@ -78,7 +76,7 @@ class ValidatedRelease:
     pool: PoolState
     deployments: list[ResolvedDeployment]
     schemas: list[dict[str, Any]]  # parameter schema by deployment, from the image
-    probe_image: str
+    image: str  # the image whose probe results these are, for messages
     manifests: dict[str, dict] = field(default_factory=dict)  # kubernetes: full name -> rendered Job
 
 
@@ -88,7 +86,7 @@ def inputs_from_working_tree(project: Project, env_name: str) -> ReleaseInputs:
 
 
 def inputs_from_files(project: Project, env_name: str, files: dict[str, str]) -> ReleaseInputs:
-    """An older release's inputs from its slipway.yaml and deployments.yaml texts (release_config.decode)."""
+    """A release's inputs from the slipway.yaml and deployments.yaml texts in its release layer."""
     try:
         config = ProjectConfig.model_validate(yaml.safe_load(files[CONFIG_FILE]))
     except (ValidationError, yaml.YAMLError) as exc:
@@ -136,32 +134,23 @@ async def read_environment(inputs: ReleaseInputs) -> PoolState:
 
 # --- validation --------------------------------------------------------------------------------------------
 
-def validate_release(inputs: ReleaseInputs, pool: PoolState, probe_image: str, reference: str,
-                     reporter: Reporter, docker_client=None,
-                     probe_results: list[dict[str, Any]] | None = None) -> ValidatedRelease:
+def validate_release(inputs: ReleaseInputs, pool: PoolState, image: str, reference: str,
+                     reporter: Reporter, probe_results: list[dict[str, Any]]) -> ValidatedRelease:
     """Every check, for every deployment, before anything is written. `reference` may be a placeholder.
 
-    `probe_results`: what the entry-point probe found when the image was built (its last layer, read from
-    the registry by a rollback); without them the probe runs now, in one container of `probe_image`.
+    `probe_results`: what the entry-point probe found inside `image` when it was built (its release layer,
+    slipway/release_config.py): flow names, parameter schemas, and the declared parameters' checks.
     """
-    from slipway.engine import docker_client as make_docker_client
-
     decls = inputs.declarations
     fname = decls.filename
-    if probe_results is None:
-        reporter.step(f"importing {len(decls.deployments)} entry point(s) in {probe_image}")
-        # The probe checks the declared parameters in the image; overrides are checked host-side below.
-        items = probe_requests(decls, declared_parameter_sets(decls))
-        results = run_probe(docker_client or make_docker_client(), probe_image, items)
-    else:
-        results = probe_results
-        if [r.get("entrypoint") for r in results] != [d.entrypoint for d in decls.deployments]:
-            raise SlipwayError(f"{probe_image}: its build-time entry-point probe does not match its {fname}",
-                               "rebuild that release with this version of slipway")
-    flow_names = check_probe(decls, results, probe_image)
+    results = probe_results
+    if [r.get("entrypoint") for r in results] != [d.entrypoint for d in decls.deployments]:
+        raise SlipwayError(f"{image}: its build-time entry-point probe does not match its {fname}",
+                           "rebuild the image from this commit (`make image`)")
+    flow_names = check_probe(decls, results, image)
     resolved = resolve_for_environment(decls, flow_names, inputs.env_name, inputs.env)
 
-    validated = ValidatedRelease(inputs, pool, resolved, [r["parameter_schema"] for r in results], probe_image)
+    validated = ValidatedRelease(inputs, pool, resolved, [r["parameter_schema"] for r in results], image)
     for dep in resolved:
         result = results[dep.index]
         decl = decls.deployments[dep.index]
@@ -286,34 +275,12 @@ def apply_validated(validated: ValidatedRelease, reference: str, facts: GitFacts
     return anyio.run(run)
 
 
-def prepare_release(project: Project, env_name: str, reference: str, facts: GitFacts, reporter: Reporter,
-                    inputs: ReleaseInputs | None = None, probe_image: str | None = None,
-                    docker_client=None) -> ValidatedRelease:
-    """Read-only environment checks, then full validation. `probe_image` defaults to `reference`."""
-    inputs = inputs or inputs_from_working_tree(project, env_name)
-    pool = anyio.run(read_environment, inputs)
-    return validate_release(inputs, pool, probe_image or reference, reference, reporter, docker_client)
-
-
-def plan_release(project: Project, env_name: str, reference: str, facts: GitFacts, reporter: Reporter,
-                 inputs: ReleaseInputs | None = None, probe_image: str | None = None,
-                 docker_client=None) -> dict:
-    """What deploying `reference` (a digest reference) would change; writes nothing anywhere."""
-    validated = prepare_release(project, env_name, reference, facts, reporter, inputs, probe_image, docker_client)
-    return plan_validated(validated, reference, facts)
-
-
-def apply_release(project: Project, env_name: str, reference: str, facts: GitFacts, reporter: Reporter,
-                  inputs: ReleaseInputs | None = None, probe_image: str | None = None,
-                  docker_client=None, validated: ValidatedRelease | None = None) -> dict:
-    """Register the release's deployments pinned to `reference`. Validates first unless given `validated`
-    (deploy validates before pushing, then applies with the digest the push returned)."""
-    ensure_in_registry(validated.inputs if validated else (inputs or inputs_from_working_tree(project, env_name)),
-                       reference)
-    if validated is None:
-        validated = prepare_release(project, env_name, reference, facts, reporter, inputs, probe_image,
-                                    docker_client)
-    elif validated.pool.type == "kubernetes":
+def apply_release(validated: ValidatedRelease, reference: str, facts: GitFacts, reporter: Reporter) -> dict:
+    """Register the validated release's deployments pinned to `reference`, a digest the registry holds.
+    deploy validates before pushing (with a placeholder digest), then applies with the digest the push
+    returned."""
+    ensure_in_registry(validated.inputs, reference)
+    if validated.pool.type == "kubernetes":
         # Validated against a placeholder digest: render and check again with the real one (cheap, no I/O).
         validated.manifests = render_manifests(validated, reference)
         for dep in validated.deployments:
@@ -391,36 +358,38 @@ def ensure_in_registry(inputs: ReleaseInputs, reference: str, registry=None) -> 
                            f"push it first: python build.py push --env {inputs.env_name}")
 
 
-def probe_image_for(head: HeadImage, docker_client, registry=None, reporter: Reporter | None = None) -> str:
-    """The image to import the entry points in: the local one, else the pushed one (pulled by digest)."""
+def head_release_layer(head: HeadImage, docker_client, registry) -> tuple[str, dict[str, str], list[dict]]:
+    """(image, configuration files, probe results) of HEAD's image: from the local engine when it has the
+    image, else from the registry's copy (one manifest, the config blob and the last layer; no pull)."""
+    from slipway.release_config import read_from_local_image
+    from slipway.releases import image_labels, release_bundle
+
     if head.local:
-        return head.local
+        labels = docker_client.images.get(head.local).labels or {}
+        return (head.local, *read_from_local_image(docker_client, head.local, labels))
     if head.reference is None:
         raise SlipwayError(f"HEAD's image ({head.tag}) is neither in the local engine nor in {head.repository}",
                            "build it with `make image`")
-    import docker
-
-    try:
-        docker_client.images.get(head.reference)
-    except docker.errors.ImageNotFound:
-        if reporter:
-            reporter.step(f"pulling {head.reference} to check its entry points")
-        auth = registry.auth_config() if registry is not None else None
-        try:
-            docker_client.images.pull(head.repository, tag=head.digest, auth_config=auth)
-        except docker.errors.APIError as exc:
-            raise SlipwayError(f"cannot pull {head.reference}: {exc.explanation or exc}") from None
-    return head.reference
+    return (head.reference, *release_bundle(registry, head.digest, image_labels(registry, head.digest)))
 
 
-def validate_head(project: Project, env_name: str, facts: GitFacts, reporter: Reporter, docker_client
-                  ) -> tuple[HeadImage, ValidatedRelease]:
-    """plan and deploy share this: find HEAD's image (local and/or pushed), then validate every deployment
-    in it. Before the first push the digest is unknown, so validation uses a placeholder reference."""
-    project.environment(env_name)
+def validate_head(project: Project, env_name: str, facts: GitFacts, reporter: Reporter, docker_client,
+                  pool: PoolState | None = None) -> tuple[HeadImage, ValidatedRelease]:
+    """plan, deploy and manifests share this: find HEAD's image (local and/or pushed), check that it was
+    built from the working tree's configuration, then validate every deployment with what its build-time
+    probe found. Before the first push the digest is unknown, so validation uses a placeholder reference.
+    `pool`: the work pool state to validate against (default: read from the environment's Prefect)."""
+    from slipway import release_config
+    from slipway.registry import registry_client
+
     inputs = inputs_from_working_tree(project, env_name)
-    head = locate_head_image(project, env_name, facts, docker_client)
-    probe = probe_image_for(head, docker_client, reporter=reporter)
-    validated = prepare_release(project, env_name, head.reference or head.placeholder_reference, facts, reporter,
-                                inputs=inputs, probe_image=probe, docker_client=docker_client)
+    registry = registry_client(inputs.env, env_name)
+    head = locate_head_image(project, env_name, facts, docker_client, registry)
+    image, files, probe = head_release_layer(head, docker_client, registry)
+    if release_config.encode(files)[1] != release_config.encode(release_config.collect(project))[1]:
+        raise SlipwayError(f"{image} was built from another {CONFIG_FILE} or {project.config.deployments} than "
+                           f"the working tree's", "rebuild it: make image (ALLOW_DIRTY=1 for uncommitted changes)")
+    pool = pool if pool is not None else anyio.run(read_environment, inputs)
+    validated = validate_release(inputs, pool, image, head.reference or head.placeholder_reference, reporter,
+                                 probe_results=probe)
     return head, validated

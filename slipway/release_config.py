@@ -1,27 +1,32 @@
-"""The release configuration carried by every image: the slipway.yaml and deployments.yaml of its commit.
+"""The release layer: the last, small layer of every image, written by slipway (not by images/flow/Dockerfile).
 
-It travels in an image label (inside the image config blob: a few KB, readable from the registry without
-pulling a layer), with its SHA-256 in a second label, and as a file in the image for people who `docker run`.
-A rollback restores both the image and the configuration released with it.
+It holds two files under /opt/prefect/.slipway/:
+- release-config.json: this commit's slipway.yaml and deployments.yaml, as canonical JSON. Its SHA-256 is
+  also an image label, so a reader can tell the layer was not altered and which configuration built it.
+- flows.json: what the entry-point probe found when the image was built — each deployment's flow name,
+  parameter schema and parameter checks (slipway/validate.py runs the probe once, inside the image).
 
-Next to it, in the image's last (and small) layer, the build leaves what the entry-point probe found in the
-image: each deployment's flow name and parameter schema. A rollback reads that one blob from the registry
-instead of pulling the image to import the flows again.
+`deploy` and `plan` read this layer from the local image (or from the registry) instead of importing the
+flows again; a rollback reads the one blob from the registry instead of pulling the image. The files go in
+with a plain COPY, no RUN, so the layer is a few KB and the image config stays small.
 """
 from __future__ import annotations
 
-import base64
-import gzip
 import hashlib
+import io
 import json
+import tarfile
 
 from slipway.config import CONFIG_FILE, Project
 from slipway.errors import SlipwayError
 
-LABEL = "io.slipway.release-config"
 HASH_LABEL = "io.slipway.release-config.sha256"
-FILE_IN_IMAGE = "/opt/prefect/.slipway/release-config.json"
-PROBE_FILE_IN_IMAGE = "/opt/prefect/.slipway/flows.json"
+DIR_IN_IMAGE = "/opt/prefect/.slipway"
+CONFIG_NAME = "release-config.json"
+PROBE_NAME = "flows.json"
+FILE_IN_IMAGE = f"{DIR_IN_IMAGE}/{CONFIG_NAME}"
+PROBE_FILE_IN_IMAGE = f"{DIR_IN_IMAGE}/{PROBE_NAME}"
+MAX_LAYER_BYTES = 1 << 20  # two small JSON files; a bigger last layer is not slipway's
 
 
 def collect(project: Project) -> dict[str, str]:
@@ -36,40 +41,65 @@ def collect(project: Project) -> dict[str, str]:
     return files
 
 
-def encode(files: dict[str, str]) -> tuple[str, str]:
-    """(label value, sha256): canonical JSON, gzip with a fixed mtime, base64 — same files, same label."""
+def encode(files: dict[str, str]) -> tuple[bytes, str]:
+    """(canonical JSON, its sha256): the same files always give the same bytes, so rebuilds hit the cache."""
     canonical = json.dumps(files, sort_keys=True, separators=(",", ":")).encode()
-    packed = base64.b64encode(gzip.compress(canonical, mtime=0)).decode()
-    return packed, hashlib.sha256(canonical).hexdigest()
+    return canonical, hashlib.sha256(canonical).hexdigest()
 
 
-def decode(labels: dict[str, str], where: str) -> dict[str, str]:
-    """Read the files back from an image's labels, checking the hash label."""
-    packed = labels.get(LABEL)
-    if not packed:
-        raise SlipwayError(f"{where} carries no release configuration (label {LABEL})",
-                           "it was not built by slipway; roll back to a release built by slipway")
+def layer_files(files: dict[str, str], probe: list[dict]) -> dict[str, bytes]:
+    """The release layer's files, by name under DIR_IN_IMAGE."""
+    return {CONFIG_NAME: encode(files)[0],
+            PROBE_NAME: json.dumps(probe, sort_keys=True, separators=(",", ":")).encode()}
+
+
+def parse_layer(tar_bytes: bytes, labels: dict[str, str], where: str) -> tuple[dict[str, str], list[dict]]:
+    """(configuration files, probe results) from a tar holding the release layer's files.
+
+    Accepts the layer blob from the registry (paths opt/prefect/.slipway/...) and `docker cp`-style archives
+    of the directory (.slipway/...). The configuration must match the image's hash label.
+    """
+    found: dict[str, bytes] = {}
     try:
-        canonical = gzip.decompress(base64.b64decode(packed))
-        files = json.loads(canonical)
-    except (ValueError, OSError) as exc:
-        raise SlipwayError(f"{where}: release configuration label is unreadable ({exc})") from None
-    if hashlib.sha256(canonical).hexdigest() != labels.get(HASH_LABEL):
-        raise SlipwayError(f"{where}: release configuration does not match its hash label {HASH_LABEL}",
+        with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:*") as tar:
+            for member in tar.getmembers():
+                parent, _, name = member.name.rstrip("/").rpartition("/")
+                if member.isfile() and parent.endswith(".slipway") and name in (CONFIG_NAME, PROBE_NAME):
+                    found[name] = tar.extractfile(member).read()
+    except tarfile.TarError:
+        pass
+    if set(found) != {CONFIG_NAME, PROBE_NAME}:
+        raise SlipwayError(f"{where} has no release layer ({DIR_IN_IMAGE} with {CONFIG_NAME} and {PROBE_NAME})",
+                           "it was built by another version of slipway: rebuild it from its commit (`make image`)")
+    if hashlib.sha256(found[CONFIG_NAME]).hexdigest() != labels.get(HASH_LABEL):
+        raise SlipwayError(f"{where}: its release configuration does not match its label {HASH_LABEL}",
                            "the image was altered; rebuild that commit or pick another release")
-    return files
+    try:
+        files, probe = json.loads(found[CONFIG_NAME]), json.loads(found[PROBE_NAME])
+    except ValueError as exc:
+        raise SlipwayError(f"{where}: its release layer is unreadable ({exc})") from None
+    if not isinstance(files, dict) or not isinstance(probe, list):
+        raise SlipwayError(f"{where}: its release layer is not slipway's", "rebuild it from its commit")
+    return files, probe
+
+
+def read_from_local_image(client, image: str, labels: dict[str, str]) -> tuple[dict[str, str], list[dict]]:
+    """The release layer's files from an image in the local engine: a created (never started) container."""
+    import docker
+
+    container = client.api.create_container(image, command=["true"], entrypoint=[], network_disabled=True)
+    try:
+        try:
+            chunks, _ = client.api.get_archive(container["Id"], DIR_IN_IMAGE)
+            archive = b"".join(chunks)
+        except docker.errors.NotFound:
+            archive = b""
+    finally:
+        client.api.remove_container(container["Id"], force=True)
+    return parse_layer(archive, labels, image)
 
 
 def declared_parameter_sets(declarations) -> list[list[dict]]:
     """Per deployment: its parameters, then each schedule's (schedule values override)."""
     return [[d.parameters] + [{**d.parameters, **s.parameters} for s in d.schedules if s.parameters]
             for d in declarations.deployments]
-
-
-def flow_probe_script(project: Project) -> str:
-    """The entry-point probe for this commit's declarations, run once at build time (images/flow/Dockerfile)."""
-    from slipway.deployments import load_declarations
-    from slipway.validate import probe_requests, probe_script
-
-    declarations = load_declarations(project)
-    return probe_script(probe_requests(declarations, declared_parameter_sets(declarations)))

@@ -1,16 +1,15 @@
 """Release history and rollback.
 
 The registry is the history: every release is an image whose tags name its commit and whose config blob
-carries its labels (revision, commit time, release configuration). Prefect says which release is live: the
+carries its labels (revision, commit time, the release configuration's hash). Prefect says which release is live: the
 digest its deployments pin. Nothing here pulls an image layer: listing reads tags, manifests and config
-blobs; a rollback also reads the image's last layer, a few KB holding what the build-time probe found.
+blobs; a rollback also reads the image's last layer, a few KB holding the release's configuration and what
+the build-time probe found (slipway/release_config.py).
 """
 from __future__ import annotations
 
-import io
 import json
 import re
-import tarfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +24,6 @@ from slipway.image import REVISION_LABEL
 
 _SHA = re.compile(r"[0-9a-f]{40}")
 _HEX = re.compile(r"[0-9a-f]{4,40}")
-MAX_PROBE_LAYER_BYTES = 1 << 20  # the last layer holds two small JSON files; anything bigger is not ours
 REGISTRY_READERS = 8  # concurrent manifest/config reads when listing
 
 
@@ -101,26 +99,14 @@ def resolve_tag(tags: list[str], ref: str, where: str) -> str:
                        "`make releases ENV=<env>` lists the releases (tags, SHAs) it holds")
 
 
-def release_bundle(registry, digest: str) -> tuple[dict[str, str], list[dict]]:
-    """(configuration files, build-time probe results) of a release, from its config blob and last layer."""
+def release_bundle(registry, digest: str, labels: dict[str, str]) -> tuple[dict[str, str], list[dict]]:
+    """(configuration files, build-time probe results) of a release: its last layer, one small blob."""
     where = f"{registry.host}/{registry.repository}@{digest}"
-    files = release_config.decode(image_labels(registry, digest), where)
     layers = registry.get_manifest(digest).get("layers") or []
-    if not layers or layers[-1].get("size", 0) > MAX_PROBE_LAYER_BYTES:
+    if not layers or layers[-1].get("size", 0) > release_config.MAX_LAYER_BYTES:
         raise SlipwayError(f"{where} has no release layer (its last layer is not slipway's)",
                            "roll back to a release built by this version of slipway, or deploy it from its commit")
-    blob = registry.get_blob(layers[-1]["digest"])
-    wanted = release_config.PROBE_FILE_IN_IMAGE.lstrip("/")
-    try:
-        with tarfile.open(fileobj=io.BytesIO(blob), mode="r:*") as tar:
-            member = tar.extractfile(wanted)
-            probe = json.load(member) if member else None
-    except (tarfile.TarError, KeyError, ValueError):
-        probe = None
-    if not isinstance(probe, list):
-        raise SlipwayError(f"{where}: its last layer holds no {release_config.PROBE_FILE_IN_IMAGE}",
-                           "roll back to a release built by this version of slipway, or deploy it from its commit")
-    return files, probe
+    return release_config.parse_layer(registry.get_blob(layers[-1]["digest"]), labels, where)
 
 
 def facts_of(release: Release, root) -> GitFacts:
@@ -194,7 +180,7 @@ def rollback(project, env_name: str, ref: str, reporter, registry=None) -> dict:
     release.version = release.labels.get("org.opencontainers.image.version")
     if not release.revision:
         raise SlipwayError(f"{where}:{tag} has no {REVISION_LABEL} label", "roll back to a release built by slipway")
-    files, probe = release_bundle(registry, digest)
+    files, probe = release_bundle(registry, digest, release.labels)
     reporter.step(f"release {release.version} ({release.revision[:12]}, {digest[:19]}): configuration read "
                   f"from the registry")
 

@@ -1,7 +1,7 @@
 """`python build.py deploy --env ENV [--json]`: register every deployment pinned to HEAD's image digest.
 
-Order: read-only checks (Prefect answers, the registry answers), full validation of every deployment in the
-local image, then the push when the registry does not hold HEAD's image yet, then the digest is read back
+Order: read-only checks (Prefect answers, the registry answers), full validation of every deployment with
+what the entry-point probe found in HEAD's image when it was built (its release layer), then the push when the registry does not hold HEAD's image yet, then the digest is read back
 from the registry and the deployments are upserted with `job_variables.image = <repository>@sha256:...`
 and `version = <Git SHA>`. A failure before the push leaves the registry and Prefect untouched.
 """
@@ -36,7 +36,7 @@ def run(args, reporter):
     else:
         reference = head.reference
         reporter.step(f"{reference} is in the registry: nothing to push")
-    result = apply_release(project, args.env, reference, facts, reporter, validated=validated)
+    result = apply_release(validated, reference, facts, reporter)
     out = {"reference": result["reference"], "work_pool": result["work_pool"],
            "deployments": [{k: r[k] for k in ("name", "id", "action")} for r in result["deployments"]]}
     reporter.result(out, human=human_summary(result, "deploy"))

@@ -12,13 +12,7 @@ from slipway.config import load_project
 from slipway.engine import docker_client
 from slipway.errors import SlipwayError
 from slipway.git import read_git_facts
-from slipway.registration import (
-    inputs_from_working_tree,
-    locate_head_image,
-    pool_state,
-    probe_image_for,
-    validate_release,
-)
+from slipway.registration import inputs_from_working_tree, pool_state, validate_head
 
 
 def add_arguments(parser, verb):
@@ -31,15 +25,13 @@ def run(args, reporter):
     if env.work_pool.type != "kubernetes":
         raise SlipwayError(f"slipway.yaml: environments.{args.env}.work_pool.type is '{env.work_pool.type}': "
                            "its flow runs are not Kubernetes Jobs", "pick a Kubernetes environment (--env kind)")
-    inputs = inputs_from_working_tree(project, args.env)
     facts = read_git_facts(project.root)
-    client = docker_client()
-    head = locate_head_image(project, args.env, facts, client)
+    # The repo's template, not the live pool's: manifests reads nothing from Prefect.
+    pool = pool_state(inputs_from_working_tree(project, args.env), None)
+    head, validated = validate_head(project, args.env, facts, reporter, docker_client(), pool=pool)
     if head.reference is None:
         raise SlipwayError(f"HEAD's image ({head.tag}) is not in {head.repository}",
                            f"push it first: python build.py push --env {args.env}")
-    probe = probe_image_for(head, client, reporter=reporter)
-    validated = validate_release(inputs, pool_state(inputs, None), probe, head.reference, reporter, client)
     documents = [validated.manifests[d.full_name] for d in validated.deployments]
     if reporter.json_mode:
         reporter.result({"reference": head.reference,

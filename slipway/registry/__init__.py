@@ -6,26 +6,22 @@
 """
 from __future__ import annotations
 
-from slipway.config import EnvironmentConfig
-from slipway.registry.acr import AcrRegistryClient
-from slipway.registry.client import MANIFEST_TYPES, RegistryClient
-from slipway.registry.ecr import EcrRegistryClient
-from slipway.registry.generic import GenericRegistryClient
+import importlib
 
-_KINDS = {"generic": GenericRegistryClient, "ecr": EcrRegistryClient, "acr": AcrRegistryClient}
+from slipway.config import EnvironmentConfig
+from slipway.registry.client import MANIFEST_TYPES, RegistryClient
+
+# kind -> (module, class). Imported on use: boto3 alone takes ~0.4 s to import, and only ECR needs it.
+_KINDS = {"generic": ("generic", "GenericRegistryClient"), "ecr": ("ecr", "EcrRegistryClient"),
+          "acr": ("acr", "AcrRegistryClient")}
 
 
 def registry_client(env: EnvironmentConfig, env_name: str | None = None, **options) -> RegistryClient:
     """The client for `env`'s registry. `env_name` only improves messages (`environments.<name>...`);
     `options` reach the kind's constructor (`azure_credential=` for acr)."""
-    return _KINDS[env.registry.kind](env, env_name, **options)
+    module_name, class_name = _KINDS[env.registry.kind]
+    module = importlib.import_module(f"slipway.registry.{module_name}")
+    return getattr(module, class_name)(env, env_name, **options)
 
 
-__all__ = [
-    "MANIFEST_TYPES",
-    "AcrRegistryClient",
-    "EcrRegistryClient",
-    "GenericRegistryClient",
-    "RegistryClient",
-    "registry_client",
-]
+__all__ = ["MANIFEST_TYPES", "RegistryClient", "registry_client"]

@@ -283,21 +283,36 @@ def remove_tags_containing(docker_engine, name: str) -> None:
 
 
 def tag_head_image(docker_engine, flows_image: str, proj: Project) -> str:
-    """HEAD's image as `make image` leaves it: `<name>:<sha>` (and -dirty) labelled with the revision."""
+    """HEAD's image as `make image` leaves it: `<name>:<sha>` (and -dirty), slipway's release layer on top of
+    the session's flows image — the entry points of this test's deployments.yaml probed inside it by
+    slipway's own build step. A deployments.yaml that does not even parse gets the bare flows image with
+    the revision label: deploy and plan must refuse it before they look at the image."""
+    from slipway import release_config
+    from slipway.config import load_project
+    from slipway.deployments import load_declarations
+    from slipway.errors import SlipwayError
     from slipway.git import read_git_facts
-    from slipway.image import REVISION_LABEL
+    from slipway.image import REVISION_LABEL, add_release_layer
+    from slipway.output import Reporter
 
     facts = read_git_facts(proj.root)
-    context = Path(tempfile.mkdtemp(prefix="deploy-ctx-"))
+    tag = f"{proj.name}:{facts.image_tags()[0]}"
     try:
-        (context / "Dockerfile").write_text(f"FROM {flows_image}\nLABEL {REVISION_LABEL}={facts.sha}\n")
-        image, _ = docker_engine.images.build(path=str(context), tag=f"{proj.name}:{facts.image_tags()[0]}",
-                                              rm=True, pull=False)
-    finally:
-        shutil.rmtree(context, ignore_errors=True)
-    for tag in facts.image_tags()[1:]:
-        image.tag(proj.name, tag)
-    return f"{proj.name}:{facts.image_tags()[0]}"
+        project = load_project(proj.root)
+        declarations = load_declarations(project)
+        files = release_config.collect(project)
+    except SlipwayError:
+        context = Path(tempfile.mkdtemp(prefix="deploy-ctx-"))
+        try:
+            (context / "Dockerfile").write_text(f"FROM {flows_image}\nLABEL {REVISION_LABEL}={facts.sha}\n")
+            image, _ = docker_engine.images.build(path=str(context), tag=tag, rm=True, pull=False)
+        finally:
+            shutil.rmtree(context, ignore_errors=True)
+        for extra in facts.image_tags()[1:]:
+            image.tag(proj.name, extra)
+        return tag
+    add_release_layer(docker_engine, flows_image, declarations, files, facts, Reporter(quiet=True), proj.name)
+    return tag
 
 
 # --- running the CLI and reading Prefect ---------------------------------------------------------------------

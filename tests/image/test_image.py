@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from slipway import release_config
 from slipway.config import load_project
@@ -69,13 +70,28 @@ def test_dbt_manifest_is_baked_in_and_parse_succeeds(docker_engine, release_imag
     assert "Performance info" in out or "Encountered an error" not in out
 
 
-def test_release_configuration_travels_in_label_and_file(docker_engine, release_image):
+def test_release_layer_carries_configuration_and_probe(docker_engine, release_image):
     image = docker_engine.images.get(release_image["image_id"])
-    files = release_config.decode(image.labels, release_image["image"])
+    files, probe = release_config.read_from_local_image(docker_engine, release_image["image"], image.labels)
     assert files["slipway.yaml"] == (release_image["root"] / "slipway.yaml").read_text()
     assert files["deployments.yaml"] == (release_image["root"] / "deployments.yaml").read_text()
+    declared = yaml.safe_load(files["deployments.yaml"])["deployments"]
+    assert [r["entrypoint"] for r in probe] == [d["entrypoint"] for d in declared]
+    assert all("error" not in r and r["flow_name"] and r["parameter_schema"]["type"] == "object" for r in probe)
+    # The files are readable in the image (for people who `docker run` it) and the layer is slipway's small
+    # COPY, not a RUN: its history entry is the COPY and the layer holds nothing else.
     in_image = json.loads(run_in(docker_engine, release_image["image"], "cat", release_config.FILE_IN_IMAGE))
     assert in_image == files
+    last = next(h for h in image.history() if " LABEL " not in h["CreatedBy"])  # labels add no layer
+    assert "COPY" in last["CreatedBy"] and release_config.DIR_IN_IMAGE in last["CreatedBy"]
+    assert 0 < last["Size"] < 64 * 1024
+
+
+def test_an_altered_release_layer_is_refused(docker_engine, release_image):
+    labels = dict(docker_engine.images.get(release_image["image_id"]).labels)
+    labels[release_config.HASH_LABEL] = "0" * 64
+    with pytest.raises(SlipwayError, match="does not match its label"):
+        release_config.read_from_local_image(docker_engine, release_image["image"], labels)
 
 
 def test_rebuild_of_the_same_commit_yields_the_same_labels(docker_engine, release_image):
