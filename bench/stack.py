@@ -27,6 +27,7 @@ import requests
 from docker.errors import ImageNotFound
 
 from bench.common import REPO_ROOT
+from slipway.stack import ScratchRegistry, start_scratch_registry
 
 PREFECT_BIN = Path(sys.executable).parent / "prefect"
 PREFIX = "bench-"
@@ -57,8 +58,7 @@ def wait_for(url: str, what: str, timeout: float, alive=lambda: True, logs=lambd
 class BenchStack:
     client: object  # docker.DockerClient
     workdir: Path  # temp dir: PREFECT_HOMEs, docker config, logs, the snapshot repository
-    registry_port: int = 0
-    registry_container: object = None
+    registry: ScratchRegistry | None = None
     prefect_port: int = 0
     prefect_process: subprocess.Popen | None = None
     prefect_log: Path | None = None
@@ -66,11 +66,11 @@ class BenchStack:
 
     @property
     def registry_address(self) -> str:
-        return f"localhost:{self.registry_port}"
+        return self.registry.address
 
     @property
     def registry_url(self) -> str:
-        return f"http://127.0.0.1:{self.registry_port}"
+        return self.registry.url
 
     @property
     def api_url(self) -> str:
@@ -86,24 +86,11 @@ class BenchStack:
     def start_registry(self) -> None:
         from slipway.config import load_project
         from slipway.output import Reporter
-        from slipway.stack import registry_image
 
-        image = registry_image(self.client, load_project(REPO_ROOT), Reporter(stream=io.StringIO()))
-        self.registry_container = self.client.containers.run(
-            image, detach=True, name=f"{PREFIX}registry-{uuid.uuid4().hex[:8]}",
-            ports={"5000/tcp": ("127.0.0.1", None)}, labels={"io.slipway.bench": "registry"})
-        deadline = time.monotonic() + 30
-        while not self.registry_port:
-            self.registry_container.reload()
-            bindings = (self.registry_container.attrs["NetworkSettings"]["Ports"] or {}).get("5000/tcp") or []
-            if bindings:
-                self.registry_port = int(bindings[0]["HostPort"])
-            elif time.monotonic() > deadline:
-                raise RuntimeError("the bench registry published no port")
-            else:
-                time.sleep(0.2)
-        wait_for(f"{self.registry_url}/v2/", "the bench registry", 30,
-                 logs=lambda: self.registry_container.logs().decode(errors="replace"))
+        # The same throwaway registry the tests start (slipway.stack): the image `build.py up` runs, random port.
+        self.registry = start_scratch_registry(
+            self.client, load_project(REPO_ROOT), Reporter(stream=io.StringIO()),
+            name=f"{PREFIX}registry-{uuid.uuid4().hex[:8]}", labels={"io.slipway.bench": "registry"})
 
     def start_prefect(self) -> None:
         home = self.workdir / "prefect-server"
@@ -133,15 +120,15 @@ class BenchStack:
             except subprocess.TimeoutExpired:
                 self.prefect_process.kill()
                 self.prefect_process.wait()
-        if self.registry_container is not None:
-            with contextlib.suppress(Exception):
-                self.registry_container.remove(force=True, v=True)
+        if self.registry is not None:
+            with contextlib.suppress(Exception):  # the images below are removed even so
+                self.registry.remove()
         self.remove_images()
 
     # -- images ------------------------------------------------------------------------------------------
 
     def mine(self, tag: str) -> bool:
-        return tag.startswith(PREFIX) or (bool(self.registry_port) and tag.startswith(f"{self.registry_address}/"))
+        return tag.startswith(PREFIX) or (self.registry is not None and tag.startswith(f"{self.registry_address}/"))
 
     def track(self, ref: str) -> str:
         """Remember an image the benchmark built (by ID: rebuilt tags leave the old image dangling)."""
@@ -216,7 +203,7 @@ class BenchStack:
 
     def registry_blobs(self) -> dict[str, int]:
         """Every blob the registry stores (layers, configs, manifests): digest -> bytes, read on its disk."""
-        out = self.registry_container.exec_run(
+        out = self.registry.container.exec_run(
             ["find", "/var/lib/registry/docker/registry/v2/blobs", "-type", "f", "-name", "data",
              "-printf", "%s %h\\n"])
         blobs = {}
@@ -264,7 +251,7 @@ class BenchStack:
 
         out = []
         start = datetime.datetime.fromtimestamp(since, datetime.UTC)
-        for line in self.registry_container.logs(timestamps=True, since=int(since)).decode(errors="replace").splitlines():
+        for line in self.registry.container.logs(timestamps=True, since=int(since)).decode(errors="replace").splitlines():
             stamp, _, rest = line.partition(" ")
             when = datetime.datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00")
             match = re.search(r'"(GET|HEAD|PUT|PATCH|POST|DELETE) (\S+) HTTP/[\d.]+" (\d{3}) (\d+) "[^"]*" "([^"]*)"', rest)

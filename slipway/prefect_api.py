@@ -29,8 +29,12 @@ from slipway.errors import SlipwayError
 
 MAX_CONCURRENT_REQUESTS = 8  # reads
 # Writes: a self-hosted server on SQLite serialises them anyway and answers 503 (database locked) to the
-# overflow, which the client then retries with backoff: measured in bench/, 2 at a time beats 8.
+# overflow: measured in bench/, 2 at a time beats 8.
 MAX_CONCURRENT_WRITES = 2
+# A refused write is sent again by `write` below, after 0.1 s, 0.2 s, 0.4 s... (with jitter): a SQLite lock
+# is held for milliseconds, and Prefect's client would wait 2 s, then 4 s, for each refusal.
+WRITE_ATTEMPTS = 7
+FIRST_RETRY_SECONDS = 0.1
 DEFAULT_WORK_QUEUE = "default"
 APP_ROOT = "/opt/prefect"
 PULL_STEPS = [{"prefect.deployments.steps.set_working_directory": {"directory": APP_ROOT}}]
@@ -104,6 +108,38 @@ async def prefect_client(env: EnvironmentConfig, env_name: str) -> AsyncIterator
         yield client
 
 
+def _not_applied(exc: Exception) -> bool:
+    """The server certainly did not apply the write: it refused it (503 database locked, 429 rate limited,
+    502 from a proxy) or the connection never opened. A read error after sending is NOT retried: the write
+    may have landed, and a schedule create sent twice would make two schedules."""
+    import httpx
+
+    if isinstance(exc, httpx.HTTPStatusError):
+        return exc.response.status_code in (429, 502, 503)
+    return isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+
+
+async def write(call, *args, **kwargs):
+    """`await call(*args, **kwargs)` (one client write), retried quickly while the server did not apply it.
+
+    Prefect's own retries are off for the call (PREFECT_CLIENT_MAX_RETRIES=0) so that this loop decides:
+    a `Retry-After` the server sends is honoured, otherwise the wait doubles from FIRST_RETRY_SECONDS."""
+    import random
+
+    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
+    for attempt in range(WRITE_ATTEMPTS):
+        try:
+            with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 0}):
+                return await call(*args, **kwargs)
+        except Exception as exc:
+            if attempt == WRITE_ATTEMPTS - 1 or not _not_applied(exc):
+                raise
+            after = getattr(getattr(exc, "response", None), "headers", {}).get("Retry-After", "")
+            wait = float(after) if after.replace(".", "", 1).isdigit() else FIRST_RETRY_SECONDS * 2 ** attempt
+            await anyio.sleep(wait * (1 + random.random() / 2))
+
+
 def explain_http_error(exc: Exception, what: str) -> SlipwayError:
     import httpx
 
@@ -144,10 +180,10 @@ async def apply_work_pool(client, plan: dict, template: dict) -> None:
 
     try:
         if plan["action"] == "created":
-            await client.create_work_pool(WorkPoolCreate(name=plan["name"], type=plan["type"],
-                                                         base_job_template=template))
+            await write(client.create_work_pool, WorkPoolCreate(name=plan["name"], type=plan["type"],
+                                                                base_job_template=template))
         elif plan["action"] == "updated":
-            await client.update_work_pool(plan["name"], WorkPoolUpdate(base_job_template=template))
+            await write(client.update_work_pool, plan["name"], WorkPoolUpdate(base_job_template=template))
     except Exception as exc:
         if isinstance(exc, SlipwayError):
             raise
@@ -285,9 +321,10 @@ def describe_changes(changes: dict[str, Any]) -> list[str]:
 async def create_deployment(client, want: DesiredDeployment, flow_ids: dict[str, UUID] | None = None) -> UUID:
     flow_ids = {} if flow_ids is None else flow_ids
     if want.flow_name not in flow_ids:  # one flow lookup per flow, not one per deployment
-        flow_ids[want.flow_name] = await client.create_flow_from_name(want.flow_name)
+        flow_ids[want.flow_name] = await write(client.create_flow_from_name, want.flow_name)
     flow_id = flow_ids[want.flow_name]
-    return await client.create_deployment(
+    return await write(
+        client.create_deployment,
         flow_id=flow_id,
         name=want.name,
         version=want.version,
@@ -317,20 +354,20 @@ async def update_deployment(client, want: DesiredDeployment, live, changes: dict
         fields["tags"] = want.tags
     if fields:
         # Only the changed fields are sent (exclude_unset): no `schedules` key, so the server keeps them.
-        await client.update_deployment(live.id, DeploymentUpdate(**fields))
+        await write(client.update_deployment, live.id, DeploymentUpdate(**fields))
     ops = changes.get("schedules")
     if ops:
         for have in ops["delete"]:
-            await client.delete_deployment_schedule(live.id, have.id)
+            await write(client.delete_deployment_schedule, live.id, have.id)
         for have, want_s, changed in ops["update"]:
-            await client.update_deployment_schedule(
-                live.id, have.id,
+            await write(
+                client.update_deployment_schedule, live.id, have.id,
                 schedule=want_s.decl.to_prefect() if "schedule" in changed else None,
                 active=want_s.decl.active if "active" in changed else None,
                 parameters=dict(want_s.decl.parameters) if "parameters" in changed else None,
             )
         if ops["create"]:
-            await client.create_deployment_schedules(live.id, [s.create_action() for s in ops["create"]])
+            await write(client.create_deployment_schedules, live.id, [s.create_action() for s in ops["create"]])
 
 
 def plan_deployments(desired: list[DesiredDeployment], live: dict[str, Any]) -> list[dict[str, Any]]:

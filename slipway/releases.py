@@ -147,11 +147,11 @@ def live_digests(env: EnvironmentConfig, env_name: str) -> set[str]:
 
 
 async def pause_deployments(env: EnvironmentConfig, env_name: str, ids: list[str]) -> None:
-    from slipway.prefect_api import prefect_client
+    from slipway.prefect_api import prefect_client, write
 
     async with prefect_client(env, env_name) as client:
         for deployment_id in ids:
-            await client.pause_deployment(deployment_id)
+            await write(client.pause_deployment, deployment_id)
 
 
 # --- rollback ----------------------------------------------------------------------------------------------

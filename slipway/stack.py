@@ -8,9 +8,12 @@ Ports are published on 127.0.0.1 only: nothing here is reachable from the networ
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
+import tarfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import docker
 import requests
@@ -178,6 +181,84 @@ def remove_service(client: docker.DockerClient, service: Service) -> None:
     container = find_container(client, service.container)
     if container is not None and (container.labels or {}).get(STACK_LABEL) == service.role:
         container.remove(force=True)
+
+
+# -- throwaway registries (tests, benchmark) -------------------------------------------------------------
+
+SCRATCH_REGISTRY_TIMEOUT = 30  # seconds, what the tests and the benchmark allowed before: an empty registry needs ~1
+
+
+@dataclass(frozen=True)
+class ScratchRegistry:
+    """A registry container started by `start_scratch_registry`: where it listens and its access log."""
+
+    container: object  # docker.models.containers.Container
+    port: int
+
+    @property
+    def address(self) -> str:
+        return f"localhost:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def access_log(self) -> str:
+        """Everything the registry logged: its access log (one line per request) and its own messages."""
+        return self.container.logs().decode(errors="replace")
+
+    def remove(self) -> None:
+        """Remove the container and its anonymous data volume; a container already gone is fine."""
+        with contextlib.suppress(NotFound):
+            self.container.remove(force=True, v=True)
+
+
+def start_scratch_registry(client: docker.DockerClient, project: Project, reporter: Reporter, *, name: str,
+                           labels: dict[str, str], environment: dict[str, str] | None = None,
+                           files: dict[str, bytes] | None = None) -> ScratchRegistry:
+    """A throwaway registry for the tests and the benchmark, healthy when returned; the caller removes it.
+
+    The image `up` runs (built locally, nothing pulled), on a random 127.0.0.1 port so it never collides with
+    `up`'s localhost:5000. Unlike `ensure_registry` it never reuses a container, has no named volume (its data
+    goes with the container) and no restart policy. `environment` overrides config.yml (REGISTRY_AUTH=htpasswd,
+    ...); `files` ({absolute path: content}) are copied in before the registry starts, e.g. an htpasswd file.
+    """
+    image = registry_image(client, project, reporter)
+    container = client.containers.create(image, name=name, labels=labels, environment=environment or {},
+                                         ports={f"{REGISTRY.container_port}/tcp": ("127.0.0.1", None)})
+    # REGISTRY's port and health check; volume "": only the image's anonymous volume, removed with the container.
+    service = replace(REGISTRY, container=name, volume="", host_port=None)
+    try:
+        if files:
+            container.put_archive("/", _tar(files))
+        container.start()
+        port = wait_healthy(container, service, reporter, SCRATCH_REGISTRY_TIMEOUT)
+    except BaseException as exc:
+        # The container is removed here, so `docker logs` (wait_healthy's advice) would find nothing afterwards:
+        # a registry that did not come up is reported with the end of its log instead.
+        tail = ""
+        if isinstance(exc, SlipwayError):
+            with contextlib.suppress(Exception):
+                tail = container.logs().decode(errors="replace")[-2000:]
+        with contextlib.suppress(Exception):  # the original error is the one worth seeing
+            container.remove(force=True, v=True)
+        if tail:
+            raise SlipwayError(exc.message, f"the registry's log ends: {tail}") from None
+        raise
+    return ScratchRegistry(container, port)
+
+
+def _tar(files: dict[str, bytes]) -> bytes:
+    """A tar of `files` for put_archive at "/" (Docker creates missing parent directories); readable by all,
+    since the registry runs as its own user."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path, content in files.items():
+            info = tarfile.TarInfo(name=path.lstrip("/"))
+            info.size = len(content)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(content))
+    return buf.getvalue()
 
 
 # -- the two verbs ---------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Shared fixtures: a scratch Git repository, the Docker engine, and the release image of the working tree.
+"""Shared fixtures: a scratch Git repository, the Docker engine, throwaway registries, and the release image of
+the working tree.
 
 The release image is built from a snapshot commit of the working tree (tracked and untracked, not ignored
 files) in a temporary repository, so the tests exercise exactly the code under test and the tree is clean
@@ -6,16 +7,14 @@ by construction; its labels and tags name that snapshot's commit.
 """
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
-
-# testcontainers' Ryuk reaper image cannot be pulled here; containers are removed by the fixtures instead.
-os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
-os.environ.setdefault("TC_HOST", "localhost")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,6 +56,34 @@ def snapshot_repo(dest: Path, source: Path = REPO_ROOT) -> Path:
 def docker_engine():
     from slipway.engine import docker_client
     return docker_client()
+
+
+@pytest.fixture(scope="session")
+def start_registry(docker_engine):
+    """Start a throwaway registry: `start_registry("push", environment=..., files=...)` -> ScratchRegistry.
+
+    slipway.stack.start_scratch_registry does the work (the benchmark uses it too): the image `build.py up`
+    runs, on a random 127.0.0.1 port, healthy when returned. A factory rather than one registry because the
+    suites need different ones (push: htpasswd authentication; deploy: anonymous) and count requests in
+    their own access logs. Containers are named `<suite>-registry-<random>` and all removed at session end.
+    """
+    from slipway.config import load_project
+    from slipway.output import Reporter
+    from slipway.stack import start_scratch_registry
+
+    started = []
+
+    def start(suite: str, environment: dict[str, str] | None = None, files: dict[str, bytes] | None = None):
+        registry = start_scratch_registry(
+            docker_engine, load_project(REPO_ROOT), Reporter(stream=io.StringIO()),
+            name=f"{suite}-registry-{uuid.uuid4().hex[:8]}", labels={"io.slipway.test": suite},
+            environment=environment, files=files)
+        started.append(registry)
+        return registry
+
+    yield start
+    for registry in started:
+        registry.remove()
 
 
 @pytest.fixture(scope="session")

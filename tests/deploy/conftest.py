@@ -26,6 +26,7 @@ import pytest
 import requests
 import yaml
 
+from slipway.stack import ScratchRegistry
 from tests.conftest import REPO_ROOT, git, snapshot_repo
 
 # The test process's own Prefect client must not read or write the user's ~/.prefect.
@@ -105,12 +106,8 @@ def prefect_server(tmp_path_factory) -> PrefectServer:
 
 # --- registry ------------------------------------------------------------------------------------------------
 
-class Registry:
-    def __init__(self, container, port: int):
-        self.container = container
-        self.port = port
-        self.address = f"localhost:{port}"
-        self.url = f"http://127.0.0.1:{port}"
+class Registry(ScratchRegistry):
+    """The session's anonymous registry (from tests/conftest.py's `start_registry`), read back over HTTP."""
 
     def tags(self, repository: str) -> list[str]:
         resp = requests.get(f"{self.url}/v2/{repository}/tags/list", timeout=10)
@@ -139,35 +136,10 @@ class Registry:
 
 
 @pytest.fixture(scope="session")
-def registry(docker_engine) -> Registry:
-    """An anonymous registry on a random loopback port (the image `build.py up` runs)."""
-    from slipway.config import load_project
-    from slipway.output import Reporter
-    from slipway.stack import registry_image
-
-    image = registry_image(docker_engine, load_project(REPO_ROOT), Reporter(stream=io.StringIO()))
-    container = docker_engine.containers.run(
-        image, detach=True, name=f"deploy-registry-{uuid.uuid4().hex[:8]}",
-        ports={"5000/tcp": ("127.0.0.1", None)}, labels={"io.slipway.test": "deploy"})
-    try:
-        deadline = time.monotonic() + 30
-        port = None
-        while True:
-            container.reload()
-            bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get("5000/tcp") or []
-            if bindings:
-                port = int(bindings[0]["HostPort"])
-                try:
-                    if requests.get(f"http://127.0.0.1:{port}/v2/", timeout=2).status_code == 200:
-                        break
-                except requests.RequestException:
-                    pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"test registry did not start: {container.logs()[-2000:]}")
-            time.sleep(0.3)
-        yield Registry(container, port)
-    finally:
-        container.remove(force=True, v=True)
+def registry(start_registry) -> Registry:
+    """An anonymous registry on a random loopback port (the image `build.py up` runs), removed at session end."""
+    started = start_registry("deploy")
+    return Registry(started.container, started.port)
 
 
 # --- the flows image -----------------------------------------------------------------------------------------
@@ -427,7 +399,7 @@ class Releases:
         return prefect_state(self.server.api_url, self.names())
 
     def blob_gets(self) -> list[str]:
-        return BLOB_GET.findall(self.registry.container.logs().decode(errors="replace"))
+        return BLOB_GET.findall(self.registry.access_log())
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""Fixtures for the push tests: a real registry (Debian's docker-registry, built by slipway's stack code)
-with htpasswd authentication on a random loopback port, tiny images built locally, throwaway Git repos.
+"""Fixtures for the push tests: a real registry (Debian's docker-registry, started by tests/conftest.py's
+`start_registry`) with htpasswd authentication on a random loopback port, tiny images built locally,
+throwaway Git repos.
 
 Every Docker object created here is named `push-...` and removed afterwards.
 """
@@ -9,7 +10,6 @@ import contextlib
 import io
 import re
 import socket
-import time
 import uuid
 import warnings
 from pathlib import Path
@@ -23,7 +23,8 @@ from slipway.config import load_project
 from slipway.git import read_git_facts
 from slipway.image import REVISION_LABEL
 from slipway.output import Reporter
-from tests.conftest import REPO_ROOT, git
+from slipway.stack import ScratchRegistry
+from tests.conftest import git
 
 with warnings.catch_warnings():
     # stdlib on 3.11 (deprecated, gone in 3.13): bcrypt through libxcrypt, the only hash docker-registry's
@@ -52,30 +53,13 @@ def quiet_reporter() -> Reporter:
     return Reporter(stream=io.StringIO())
 
 
-@pytest.fixture(scope="session")
-def registry_image(docker_engine) -> str:
-    """The registry image `python build.py up` runs, built (or reused) by slipway's own stack code."""
-    from slipway.stack import registry_image as build_registry_image
-
-    return build_registry_image(docker_engine, load_project(REPO_ROOT), quiet_reporter())
-
-
-class Registry:
-    """A running test registry: its address, its access log, and an independent HTTP view of it."""
-
-    def __init__(self, container, port: int):
-        self.container = container
-        self.port = port
-        self.address = f"localhost:{port}"
-        self.url = f"http://127.0.0.1:{port}"
-
-    def logs(self) -> str:
-        out, err = self.container.get_logs()
-        return (out + err).decode(errors="replace")
+class Registry(ScratchRegistry):
+    """The session's htpasswd registry (from tests/conftest.py's `start_registry`): its access log, and an
+    independent HTTP view of it."""
 
     def count(self, method: str, path_prefix: str) -> int:
         """Requests in the registry's access log, e.g. ("POST", "/v2/<repo>/blobs/uploads/")."""
-        return len(re.findall(rf'"{method} {re.escape(path_prefix)}', self.logs()))
+        return len(re.findall(rf'"{method} {re.escape(path_prefix)}', self.access_log()))
 
     def tags(self, repository: str) -> list[str]:
         resp = requests.get(f"{self.url}/v2/{repository}/tags/list", auth=(USER, PASSWORD), timeout=10)
@@ -85,37 +69,24 @@ class Registry:
         return resp.json().get("tags") or []
 
 
-@pytest.fixture(scope="session")
-def registry(registry_image) -> Registry:
-    """One htpasswd registry for the session (a push user and the ECR token's user), loopback only."""
-    from testcontainers.core.container import DockerContainer
+HTPASSWD_PATH = "/etc/slipway-registry/htpasswd"
 
+
+@pytest.fixture(scope="session")
+def registry(start_registry) -> Registry:
+    """One htpasswd registry for the session (a push user and the ECR token's user), loopback only."""
     htpasswd = f"{bcrypt_line(USER, PASSWORD)}\n{bcrypt_line(ECR_USER, ECR_PASSWORD)}\n".encode()
-    container = (
-        DockerContainer(registry_image)
-        .with_name(f"push-registry-{uuid.uuid4().hex[:8]}")
-        .with_env("REGISTRY_AUTH", "htpasswd")
-        .with_env("REGISTRY_AUTH_HTPASSWD_REALM", "slipway-tests")
-        .with_env("REGISTRY_AUTH_HTPASSWD_PATH", "/etc/slipway-registry/htpasswd")
-        .with_copy_into_container(htpasswd, "/etc/slipway-registry/htpasswd", 0o644)
-    )
-    container.ports["5000/tcp"] = ("127.0.0.1", None)  # a random port on loopback only
-    container.start()
-    try:
-        port = int(container.get_exposed_port(5000))
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/v2/", timeout=2).status_code == 401:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"test registry did not start: {container.get_logs()}")
-            time.sleep(0.3)
-        yield Registry(container, port)
-    finally:
-        container.stop()
+    # config.yml has no auth section: these REGISTRY_AUTH_* variables add one (the registry's own override).
+    started = start_registry(
+        "push",
+        environment={"REGISTRY_AUTH": "htpasswd", "REGISTRY_AUTH_HTPASSWD_REALM": "slipway-tests",
+                     "REGISTRY_AUTH_HTPASSWD_PATH": HTPASSWD_PATH},
+        files={HTPASSWD_PATH: htpasswd})
+    # start_scratch_registry takes 200 or 401 as healthy; only 401 shows the authentication is really on, and
+    # the push tests prove nothing about credentials against an anonymous registry.
+    status = requests.get(f"{started.url}/v2/", timeout=10).status_code
+    assert status == 401, f"the push test registry must require authentication, /v2/ answered {status}"
+    return Registry(started.container, started.port)
 
 
 def write_project(root: Path, registry_address: str, name: str) -> None:
