@@ -149,9 +149,9 @@ def check_probe(declarations: Declarations, results: list[dict[str, Any]], image
 _CHECKED_SCHEMAS: set[str] = set()
 
 
-def first_schema_error(obj: dict[str, Any], schema: dict[str, Any], where: str):
-    """The error Prefect's `schema_tools.validate(..., raise_on_error=True)` would raise (jsonschema's best
-    match), or None. Prefect's raising path checks the schema itself against the JSON Schema meta-schema on
+def schema_problem(obj: dict[str, Any], schema: dict[str, Any], where: str) -> tuple[list[str], str] | None:
+    """(path, message) of the error Prefect's `schema_tools.validate(..., raise_on_error=True)` would raise
+    (jsonschema's best match), or None when `obj` is valid. Prefect's raising path checks the schema itself against the JSON Schema meta-schema on
     every call (~20 ms; 200 calls for 100 deployments); here each distinct schema is checked once."""
     import json
 
@@ -165,15 +165,10 @@ def first_schema_error(obj: dict[str, Any], schema: dict[str, Any], where: str):
         except ValueError as exc:
             raise SlipwayError(f"{where}: {' '.join(str(exc).split())}") from None
         _CHECKED_SCHEMAS.add(key)
-    return best_match(validate(obj, schema, raise_on_error=False, ignore_required=True))
-
-
-def schema_problem(exc: Exception) -> tuple[list[str], str]:
-    """(path, message) of a jsonschema error, or of the one behind Prefect's schema_tools.ValidationError."""
-    inner = exc.__cause__ if exc.__cause__ is not None else exc
-    path = [str(p) for p in getattr(inner, "path", [])]
-    message = getattr(inner, "message", None) or str(inner)
-    return path, " ".join(message.split())
+    error = best_match(validate(obj, schema, raise_on_error=False, ignore_required=True))
+    if error is None:
+        return None
+    return [str(p) for p in error.path], " ".join(error.message.split())
 
 
 # --- parameters --------------------------------------------------------------------------------------------
@@ -197,9 +192,9 @@ def validate_parameters(deployment: ResolvedDeployment, schema: dict[str, Any], 
             raise SlipwayError(
                 f"{filename}: {where}.{unknown[0]}: flow '{deployment.flow_name}' has no parameter '{unknown[0]}'",
                 f"use one of: {', '.join(sorted(schema.get('properties') or {})) or '(none)'}")
-        error = first_schema_error(params, schema, f"the parameter schema of flow '{deployment.flow_name}'")
-        if error is not None:
-            path, message = schema_problem(error)
+        problem = schema_problem(params, schema, f"the parameter schema of flow '{deployment.flow_name}'")
+        if problem is not None:
+            path, message = problem
             raise SlipwayError(f"{filename}: {where}{'.' + '.'.join(path) if path else ''}: {message}",
                                "match the type of the flow's parameter")
         check = probe_checks[k] if k < len(probe_checks) else None
@@ -222,9 +217,9 @@ def validate_job_variables(deployment: ResolvedDeployment, job_variables: dict[s
             raise SlipwayError(
                 f"{where}: unknown job variable for work pool {pool_display} (Prefect would ignore it)",
                 f"use one of: {', '.join(sorted(known))}")
-    error = first_schema_error(job_variables, variables, f"{pool_display}: variables")
-    if error is not None:
-        path, message = schema_problem(error)
+    problem = schema_problem(job_variables, variables, f"{pool_display}: variables")
+    if problem is not None:
+        path, message = problem
         key = path[0] if path else ""
         where = deployment.job_variables_source.get(key, f"job_variables.{key}")
         rest = "".join(f".{p}" for p in path[1:])

@@ -264,26 +264,35 @@ def tag_head_image(docker_engine, flows_image: str, proj: Project) -> str:
     from slipway.deployments import load_declarations
     from slipway.errors import SlipwayError
     from slipway.git import read_git_facts
-    from slipway.image import REVISION_LABEL, add_release_layer
+    from slipway.image import add_release_layer
     from slipway.output import Reporter
 
-    facts = read_git_facts(proj.root)
-    tag = f"{proj.name}:{facts.image_tags()[0]}"
     try:
         project = load_project(proj.root)
         declarations = load_declarations(project)
         files = release_config.collect(project)
     except SlipwayError:
-        context = Path(tempfile.mkdtemp(prefix="deploy-ctx-"))
-        try:
-            (context / "Dockerfile").write_text(f"FROM {flows_image}\nLABEL {REVISION_LABEL}={facts.sha}\n")
-            image, _ = docker_engine.images.build(path=str(context), tag=tag, rm=True, pull=False)
-        finally:
-            shutil.rmtree(context, ignore_errors=True)
-        for extra in facts.image_tags()[1:]:
-            image.tag(proj.name, extra)
-        return tag
+        return tag_bare_image(docker_engine, flows_image, proj)
+    facts = read_git_facts(proj.root)
     add_release_layer(docker_engine, flows_image, declarations, files, facts, Reporter(quiet=True), proj.name)
+    return f"{proj.name}:{facts.image_tags()[0]}"
+
+
+def tag_bare_image(docker_engine, flows_image: str, proj: Project) -> str:
+    """HEAD's tags on the flows image with only the revision label: an image without slipway's release layer."""
+    from slipway.git import read_git_facts
+    from slipway.image import REVISION_LABEL
+
+    facts = read_git_facts(proj.root)
+    tag = f"{proj.name}:{facts.image_tags()[0]}"
+    context = Path(tempfile.mkdtemp(prefix="deploy-ctx-"))
+    try:
+        (context / "Dockerfile").write_text(f"FROM {flows_image}\nLABEL {REVISION_LABEL}={facts.sha}\n")
+        image, _ = docker_engine.images.build(path=str(context), tag=tag, rm=True, pull=False)
+    finally:
+        shutil.rmtree(context, ignore_errors=True)
+    for extra in facts.image_tags()[1:]:
+        image.tag(proj.name, extra)
     return tag
 
 

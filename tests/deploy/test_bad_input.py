@@ -12,6 +12,7 @@ from tests.deploy.conftest import (
     free_port,
     prefect_state,
     slipway_config,
+    tag_bare_image,
     work_pool_state,
 )
 
@@ -121,6 +122,27 @@ def test_bad_input_is_one_line_and_changes_nothing(project, cli, case):
         for fragment in expected:
             assert fragment in error, (verb, error)
         assert "Traceback" not in outcome.stderr
+    assert_nothing_changed(project)
+
+
+def test_an_image_built_from_other_declarations_is_refused(project, cli):
+    edit_deployments(project, set_in([1, "parameters", "scale"], 3.5))
+    project.tag_head_image()  # HEAD's -dirty image, built from this deployments.yaml
+    edit_deployments(project, set_in([1, "parameters", "scale"], 4.5))  # ... which then changes again
+    for verb in ("deploy", "plan"):
+        outcome = cli(verb, "--env", "local", "--root", str(project.root))
+        assert outcome.code == 1 and "Traceback" not in outcome.stderr
+        assert "was built from another slipway.yaml or deployments.yaml than the working tree's" in outcome.error
+        assert "make image" in outcome.error
+    assert_nothing_changed(project)
+
+
+def test_an_image_without_a_release_layer_is_refused(project, cli, docker_engine, flows_image):
+    tag_bare_image(docker_engine, flows_image, project)  # HEAD's tags, but not built by slipway
+    for verb in ("deploy", "plan"):
+        outcome = cli(verb, "--env", "local", "--root", str(project.root))
+        assert outcome.code == 1 and "Traceback" not in outcome.stderr
+        assert "has no release layer" in outcome.error, outcome.error
     assert_nothing_changed(project)
 
 
