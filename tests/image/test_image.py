@@ -20,7 +20,23 @@ pytestmark = pytest.mark.docker
 
 
 def run_in(client, image: str, *command: str, **kwargs) -> str:
-    out = client.containers.run(image, list(command), remove=True, stdout=True, stderr=True, **kwargs)
+    """The command's output in a fresh container of `image`; raises when it exits non-zero.
+
+    The engine (dockerd 20.10) can answer `wait` for a container that exits at once before its log copier
+    has written the output, so an empty log is read again for a moment before it is believed."""
+    import time
+
+    container = client.containers.run(image, list(command), detach=True, **kwargs)
+    try:
+        status = container.wait()["StatusCode"]
+        out = container.logs(stdout=True, stderr=True)
+        deadline = time.monotonic() + 5
+        while not out and time.monotonic() < deadline:
+            time.sleep(0.1)
+            out = container.logs(stdout=True, stderr=True)
+    finally:
+        container.remove(force=True)
+    assert status == 0, f"{' '.join(command)} exited {status}: {out.decode(errors='replace')}"
     return out.decode()
 
 
