@@ -87,9 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     runs = args.runs or (1 if args.quick else 3)
 
     from slipway.base import ensure_base
-    from slipway.config import load_project
-    from slipway.engine import docker_client
+    from slipway.build.engine import docker_client
     from slipway.output import Reporter
+    from slipway.project.config import load_project
 
     client = docker_client()
     figures: dict = {}

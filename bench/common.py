@@ -8,7 +8,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.conftest import REPO_ROOT, git, snapshot_repo  # noqa: F401  (re-exported for the benchmarks)
+from tests.kit.repo import REPO_ROOT, git, snapshot_repo  # noqa: F401  (re-exported for the benchmarks)
 
 PYTHON = sys.executable  # the venv's interpreter: both tools run from it
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import yaml
 
 from bench.common import change_a_flow, git, median, snapshot_repo, stopwatch, table
-from slipway.config import load_project
-from slipway.engine import docker_client
-from slipway.git import read_git_facts
+from slipway.build.engine import docker_client
 from slipway.image import build_image
 from slipway.output import Reporter
+from slipway.project.config import load_project
+from slipway.project.git import read_git_facts
 
 
 class StepCounter(Reporter):

@@ -84,8 +84,8 @@ class BenchStack:
         return self
 
     def start_registry(self) -> None:
-        from slipway.config import load_project
         from slipway.output import Reporter
+        from slipway.project.config import load_project
 
         # The same throwaway registry the tests start (slipway.stack): the image `build.py up` runs, random port.
         self.registry = start_scratch_registry(

@@ -87,7 +87,7 @@ def main() -> int:
     for row in result["deployments"]:
         print(f"    {row['name']:<32} {row['action']}")
 
-    from slipway.config import load_project
+    from slipway.project.config import load_project
     env = load_project(ROOT).environment(ENVIRONMENT)
     os.environ["PREFECT_API_URL"] = env.prefect.api_url
     log_path = ROOT / ".slipway" / "worker.log"

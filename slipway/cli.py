@@ -1,7 +1,21 @@
-"""`python build.py <verb>`: one module per verb under slipway/commands/, each with `add_arguments` and `run`.
+"""slipway: one commit of this repository -> one release (an image pinned by digest in Prefect deployments).
 
-Every verb shares --json and the exit contract: 0 on success, 1 with a single `error: ...` line on stderr
-when a SlipwayError (bad input, unreachable service) stops it, before anything half-done is left behind.
+The release flow, one verb per step:
+  image     build HEAD's image, tagged with its Git SHA (the base image first, when its inputs changed)
+  push      push it to the environment's registry; the registry's digest is read back
+  deploy    validate every deployment, push if needed, register them pinned to the digest
+  release   image + deploy in one process (what `make image deploy ENV=...` runs)
+  rollback  re-register an older release from the registry: no checkout, no build, no push
+
+Configuration lives in slipway.yaml (the image and the environments: registry, Prefect, work pool) and
+deployments.yaml (the deployments, in prefect.yaml's schema); see README.md.
+
+Exit codes: 0 done; 1 an `error: <cause>; <fix>` line on stderr, nothing changed unless it says what was
+written; 2 a usage error (or `plan --exit-code` with changes); 130 interrupted.
+
+Examples:
+  python build.py release --env staging            # build HEAD, push, deploy
+  python build.py rollback --env prod --to v1.4.2  # back to a release the registry holds
 """
 from __future__ import annotations
 
@@ -9,9 +23,11 @@ import argparse
 import importlib
 import os
 import sys
+import threading
+import traceback
 from pathlib import Path
 
-from slipway.errors import SlipwayError
+from slipway.errors import first_slipway_error
 from slipway.output import Reporter
 
 # verb -> (module under slipway.commands, one-line help). Order is the release's data flow.
@@ -19,24 +35,42 @@ VERBS = {
     "base": ("base", "build (or reuse) the runtime base image from Dockerfile.base"),
     "image": ("image", "build HEAD's release image, tagged with its Git SHA"),
     "push": ("push", "push HEAD's image to an environment's registry and print its digest"),
-    "plan": ("plan", "show what deploy would change in an environment's Prefect, writing nothing"),
-    "deploy": ("deploy", "register every deployment pinned to HEAD's image digest"),
+    "plan": ("plan", "show what deploy would change in an environment, writing nothing"),
+    "deploy": ("deploy", "register every deployment pinned to HEAD's image digest (pushes first if needed)"),
+    "release": ("release", "image + deploy in one process (make image deploy)"),
     "manifests": ("manifests", "print each deployment's rendered Kubernetes Job manifest"),
     "releases": ("releases", "list the releases in an environment's registry and which one is live"),
-    "rollback": ("rollback", "redeploy an older release's image and configuration, without a rebuild"),
+    "rollback": ("rollback", "redeploy an older release from the registry, without a rebuild"),
     "up": ("stack", "start the local registry and Prefect server (the embedded default)"),
     "down": ("stack", "stop the local registry and Prefect server"),
 }
+# Verbs that talk to Prefect: importing Prefect's client (~1.3 s) starts at once, beside the other work.
+PREFECT_VERBS = {"plan", "deploy", "release", "rollback", "releases", "manifests"}
+USAGE_EXIT_CODE = 2
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with slipway's one-line errors: `error: <cause>; <fix>`, exit 2."""
+
+    verb: str | None = None  # the verb on the command line, for the pointer to its help
+
+    def error(self, message: str):
+        where = f"{self.verb} " if self.verb else ""
+        self.exit(USAGE_EXIT_CODE, f"error: {message}; see `python build.py {where}--help`\n")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser for every verb; with `only`, just that verb's module is imported (the others stay unloaded:
     a release step should not pay for boto3 or prefect-kubernetes it does not use)."""
-    parser = argparse.ArgumentParser(prog="build.py", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    doc = __doc__.split("\n\n", 1)
+    parser = Parser(prog="build.py", description=doc[0], epilog=doc[1],
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=Parser)
     for verb, (module_name, help_text) in VERBS.items():
         p = sub.add_parser(verb, help=help_text, description=help_text)
         p.add_argument("--json", action="store_true", help="print one JSON object on stdout (for CI)")
+        p.add_argument("--verbose", action="store_true",
+                       help="show the build and push output as it happens (also SLIPWAY_VERBOSE=1)")
         p.add_argument("--root", default=os.environ.get("SLIPWAY_ROOT", "."), type=Path,
                        help="repository root holding slipway.yaml (default: current directory)")
         if only in (None, verb):
@@ -50,19 +84,51 @@ def chosen_verb(argv: list[str]) -> str | None:
     return next((word for word in argv if word in VERBS), None)
 
 
+def warm_prefect_import() -> None:
+    """Import Prefect's client in a thread, so that the ~1.3 s it takes overlaps with Git, Docker and the
+    registry instead of adding to them (a later import of the same modules waits for this one)."""
+    def load() -> None:
+        try:
+            importlib.import_module("prefect.client.orchestration")
+        except Exception:  # noqa: BLE001 - the real import later reports any problem
+            pass
+
+    threading.Thread(target=load, name="warm-prefect-import", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     verb = chosen_verb(argv)
-    args = build_parser(verb if verb is not None and "-h" not in argv and "--help" not in argv else None
-                        ).parse_args(argv)
-    reporter = Reporter(json_mode=args.json, verb=args.verb, environment=getattr(args, "env", None))
+    helping = "-h" in argv or "--help" in argv
+    Parser.verb = verb
+    if verb in PREFECT_VERBS and not helping:
+        warm_prefect_import()
+    args = build_parser(verb if verb is not None and not helping else None).parse_args(argv)
+    reporter = Reporter(json_mode=args.json, verb=args.verb, environment=getattr(args, "env", None),
+                        verbose=True if args.verbose else None)
     module = importlib.import_module(f"slipway.commands.{VERBS[args.verb][0]}")
     try:
-        module.run(args, reporter)
-    except SlipwayError as exc:
-        sys.stderr.write(f"error: {exc.line()}\n")
-        return 1
+        return module.run(args, reporter) or 0
     except KeyboardInterrupt:
-        sys.stderr.write("error: interrupted\n")
+        sys.stderr.write("error: interrupted; run the same command again to finish what it started\n")
         return 130
-    return 0
+    except BaseException as exc:  # noqa: BLE001 - no traceback reaches the user on any path
+        if isinstance(exc, SystemExit):
+            raise
+        return report_failure(exc)
+
+
+def report_failure(exc: BaseException) -> int:
+    """One `error:` line for any failure; with SLIPWAY_DEBUG=1 the whole chain of causes first."""
+    if os.environ.get("SLIPWAY_DEBUG", "").strip() in ("1", "true", "yes"):
+        traceback.print_exception(exc, file=sys.stderr)
+    known = first_slipway_error(exc)
+    if known is not None:
+        sys.stderr.write(f"error: {known.line()}\n")
+        return 1
+    if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+    sys.stderr.write(f"error: unexpected failure ({text}); run again with SLIPWAY_DEBUG=1 for the traceback "
+                     "and report it\n")
+    return 1

@@ -8,25 +8,24 @@ Ports are published on 127.0.0.1 only: nothing here is reachable from the networ
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
-import tarfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import docker
 import requests
 from docker.errors import APIError, NotFound
 
-from slipway.base import ensure_base, ensure_os_base
-from slipway.config import Project
-from slipway.engine import BuildFailed, image_exists, stream_build
+from slipway.build.base import ensure_base, ensure_os_base
+from slipway.build.engine import BuildFailed, image_exists, stream_build
 from slipway.errors import SlipwayError
 from slipway.output import Reporter
+from slipway.project.config import Project
 
 REGISTRY_IMAGE_REPOSITORY = "slipway/registry"
 REGISTRY_CONTEXT = "images/registry"
+POSTGRES_IMAGE_REPOSITORY = "slipway/postgres"
+POSTGRES_CONTEXT = "images/postgres"
 STACK_LABEL = "io.slipway.stack"  # marks containers this module created; `down` stops nothing else
 HEALTH_TIMEOUT = 90  # seconds: a first Prefect start migrates its database, slow on a busy machine
 
@@ -67,24 +66,37 @@ def prefect_environment(host_port: int) -> dict[str, str]:
 # -- images -----------------------------------------------------------------------------------------------
 
 def registry_image(client: docker.DockerClient, project: Project, reporter: Reporter) -> str:
-    """`slipway/registry:<hash>` over images/registry/ and the Debian base, built only when missing."""
+    """`slipway/registry:<hash>`: Debian's docker-registry (images/registry/), built only when missing."""
+    return service_image(client, project, reporter, REGISTRY_CONTEXT, REGISTRY_IMAGE_REPOSITORY,
+                         "Debian's docker-registry")
+
+
+def postgres_image(client: docker.DockerClient, project: Project, reporter: Reporter) -> str:
+    """`slipway/postgres:<hash>`: Debian's PostgreSQL 15 (images/postgres/), built only when missing."""
+    return service_image(client, project, reporter, POSTGRES_CONTEXT, POSTGRES_IMAGE_REPOSITORY,
+                         "Debian's postgresql")
+
+
+def service_image(client: docker.DockerClient, project: Project, reporter: Reporter, context_dir: str,
+                  repository: str, what: str) -> str:
+    """`<repository>:<hash>` over the context directory and the Debian base, built only when missing."""
     os_base = ensure_os_base(client, project, reporter)
-    context = project.resolve(REGISTRY_CONTEXT)
+    context = project.resolve(context_dir)
     digest = hashlib.sha256()
     for path in sorted(p for p in context.rglob("*") if p.is_file()):
         digest.update(str(path.relative_to(context)).encode() + b"\0" + path.read_bytes() + b"\0")
     digest.update(os_base.encode() + b"\0" + client.images.get(os_base).id.encode())
-    tag = f"{REGISTRY_IMAGE_REPOSITORY}:{digest.hexdigest()[:16]}"
+    tag = f"{repository}:{digest.hexdigest()[:16]}"
     if image_exists(client, tag):
         return tag
-    reporter.step(f"building the registry image {tag} from {os_base} (Debian's docker-registry)")
+    reporter.step(f"building {tag} from {os_base} ({what})")
     stream = client.api.build(path=str(context), buildargs={"BASE_IMAGE": os_base}, tag=tag, rm=True,
                               forcerm=True, pull=False, decode=True)
     try:
         stream_build(stream, reporter.detail)
     except BuildFailed as exc:
-        raise SlipwayError(f"{REGISTRY_CONTEXT}/Dockerfile: registry image build failed at {exc}",
-                           "check access to the Debian mirror (apt) and retry") from None
+        raise SlipwayError(f"{context_dir}/Dockerfile: image build failed at {exc}",
+                           "check access to the Debian mirror (apt) and retry") from exc
     return tag
 
 
@@ -171,9 +183,9 @@ def _guard(action, service: Service):
         text = " ".join(str(exc.explanation or exc).split())
         if "port is already allocated" in text or "address already in use" in text:
             raise SlipwayError(f"cannot start {service.container}: 127.0.0.1:{service.host_port} is already in use",
-                               f"stop what listens on port {service.host_port} (`ss -ltnp`) and retry") from None
+                               f"stop what listens on port {service.host_port} (`ss -ltnp`) and retry") from exc
         raise SlipwayError(f"cannot start {service.container}: {text}",
-                           f"see `docker logs {service.container}`") from None
+                           f"see `docker logs {service.container}`") from exc
 
 
 def remove_service(client: docker.DockerClient, service: Service) -> None:
@@ -181,84 +193,6 @@ def remove_service(client: docker.DockerClient, service: Service) -> None:
     container = find_container(client, service.container)
     if container is not None and (container.labels or {}).get(STACK_LABEL) == service.role:
         container.remove(force=True)
-
-
-# -- throwaway registries (tests, benchmark) -------------------------------------------------------------
-
-SCRATCH_REGISTRY_TIMEOUT = 30  # seconds, what the tests and the benchmark allowed before: an empty registry needs ~1
-
-
-@dataclass(frozen=True)
-class ScratchRegistry:
-    """A registry container started by `start_scratch_registry`: where it listens and its access log."""
-
-    container: object  # docker.models.containers.Container
-    port: int
-
-    @property
-    def address(self) -> str:
-        return f"localhost:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def access_log(self) -> str:
-        """Everything the registry logged: its access log (one line per request) and its own messages."""
-        return self.container.logs().decode(errors="replace")
-
-    def remove(self) -> None:
-        """Remove the container and its anonymous data volume; a container already gone is fine."""
-        with contextlib.suppress(NotFound):
-            self.container.remove(force=True, v=True)
-
-
-def start_scratch_registry(client: docker.DockerClient, project: Project, reporter: Reporter, *, name: str,
-                           labels: dict[str, str], environment: dict[str, str] | None = None,
-                           files: dict[str, bytes] | None = None) -> ScratchRegistry:
-    """A throwaway registry for the tests and the benchmark, healthy when returned; the caller removes it.
-
-    The image `up` runs (built locally, nothing pulled), on a random 127.0.0.1 port so it never collides with
-    `up`'s localhost:5000. Unlike `ensure_registry` it never reuses a container, has no named volume (its data
-    goes with the container) and no restart policy. `environment` overrides config.yml (REGISTRY_AUTH=htpasswd,
-    ...); `files` ({absolute path: content}) are copied in before the registry starts, e.g. an htpasswd file.
-    """
-    image = registry_image(client, project, reporter)
-    container = client.containers.create(image, name=name, labels=labels, environment=environment or {},
-                                         ports={f"{REGISTRY.container_port}/tcp": ("127.0.0.1", None)})
-    # REGISTRY's port and health check; volume "": only the image's anonymous volume, removed with the container.
-    service = replace(REGISTRY, container=name, volume="", host_port=None)
-    try:
-        if files:
-            container.put_archive("/", _tar(files))
-        container.start()
-        port = wait_healthy(container, service, reporter, SCRATCH_REGISTRY_TIMEOUT)
-    except BaseException as exc:
-        # The container is removed here, so `docker logs` (wait_healthy's advice) would find nothing afterwards:
-        # a registry that did not come up is reported with the end of its log instead.
-        tail = ""
-        if isinstance(exc, SlipwayError):
-            with contextlib.suppress(Exception):
-                tail = container.logs().decode(errors="replace")[-2000:]
-        with contextlib.suppress(Exception):  # the original error is the one worth seeing
-            container.remove(force=True, v=True)
-        if tail:
-            raise SlipwayError(exc.message, f"the registry's log ends: {tail}") from None
-        raise
-    return ScratchRegistry(container, port)
-
-
-def _tar(files: dict[str, bytes]) -> bytes:
-    """A tar of `files` for put_archive at "/" (Docker creates missing parent directories); readable by all,
-    since the registry runs as its own user."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for path, content in files.items():
-            info = tarfile.TarInfo(name=path.lstrip("/"))
-            info.size = len(content)
-            info.mode = 0o644
-            tar.addfile(info, io.BytesIO(content))
-    return buf.getvalue()
 
 
 # -- the two verbs ---------------------------------------------------------------------------------------

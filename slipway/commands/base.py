@@ -1,7 +1,6 @@
 """`build.py base`: build (or reuse) the runtime base image; `--os-only` stops at the OS base."""
-from slipway.base import ensure_base, ensure_os_base
-from slipway.config import load_project
-from slipway.engine import docker_client
+from slipway.build.base import ensure_base, ensure_os_base
+from slipway.commands import workspace
 
 
 def add_arguments(parser, verb):
@@ -10,7 +9,7 @@ def add_arguments(parser, verb):
 
 
 def run(args, reporter):
-    project = load_project(args.root)
-    client = docker_client()
-    ref = ensure_os_base(client, project, reporter) if args.os_only else ensure_base(client, project, reporter)
+    ws = workspace(args, reporter)
+    ensure = ensure_os_base if args.os_only else ensure_base
+    ref = ensure(ws.engine, ws.project, reporter)
     reporter.result({"image": ref}, human=ref)

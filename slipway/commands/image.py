@@ -1,8 +1,6 @@
 """`build.py image`: build HEAD's release image (and its base, when the base's inputs changed)."""
-from slipway.config import load_project
-from slipway.engine import docker_client
-from slipway.git import read_git_facts
-from slipway.image import build_image
+from slipway import pipeline, results
+from slipway.commands import workspace
 
 
 def add_arguments(parser, verb):
@@ -11,7 +9,5 @@ def add_arguments(parser, verb):
 
 
 def run(args, reporter):
-    facts = read_git_facts(args.root)
-    project = load_project(facts.root)
-    result = build_image(docker_client(), project, facts, reporter, allow_dirty=args.allow_dirty)
-    reporter.result(result, human="\n".join(f"{project.config.image.name}:{t}" for t in result["tags"]))
+    built = pipeline.build(workspace(args, reporter), allow_dirty=args.allow_dirty)
+    reporter.result(results.image_json(built), human=results.image_human(built))

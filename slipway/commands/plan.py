@@ -1,32 +1,29 @@
-"""`python build.py plan --env ENV [--json]`: what deploy would change in ENV's Prefect, writing nothing.
+"""`build.py plan --env ENV`: what deploy would change in ENV's Prefect, writing nothing.
 
-Every check deploy makes runs here too (entry points import in the image, parameters, job variables,
-Kubernetes Jobs), then each deployment is compared with what Prefect holds: created / updated (with the
-changed fields) / unchanged. Nothing is pushed, created or updated — not even the work pool.
+Every check deploy makes runs here too (entry points in the image, parameters, job variables, Kubernetes
+Jobs, the downgrade guard), then each deployment is compared with what Prefect holds. `--exit-code` exits 2
+when something would change, for drift checks in CI.
 """
-from __future__ import annotations
+import anyio
 
-from slipway.config import load_project
-from slipway.engine import docker_client
-from slipway.git import read_git_facts
-from slipway.registration import human_summary, plan_validated, validate_head
+from slipway import pipeline, results
+from slipway.commands import add_env_argument, workspace
+from slipway.target import open_target
+
+CHANGES_EXIT_CODE = 2
 
 
 def add_arguments(parser, verb):
-    parser.add_argument("--env", default="local", help="environment in slipway.yaml (default: local)")
+    add_env_argument(parser)
+    parser.add_argument("--exit-code", action="store_true",
+                        help=f"exit {CHANGES_EXIT_CODE} when deploy would write anything (0: nothing to do)")
 
 
 def run(args, reporter):
-    project = load_project(args.root)
-    facts = read_git_facts(project.root)
-    head, validated = validate_head(project, args.env, facts, reporter, docker_client())
-    # Before the first push there is no digest yet: plan against a placeholder and say so.
-    reference = head.reference or head.placeholder_reference
-    result = plan_validated(validated, reference, facts)
-    result["pushed"] = head.digest is not None
-    if head.digest is None:
-        result["reference"] = None
-    human = human_summary({**result, "reference": head.reference or
-                           f"{head.repository}:{head.tag} (not in the registry yet: deploy pushes it first)"},
-                          "plan")
-    reporter.result(result, human=human)
+    ws = workspace(args, reporter)
+    target = open_target(ws.project, args.env)
+    plan, head = anyio.run(pipeline.plan, ws, target)
+    reference = plan.reference or f"{head.image} (not in the registry yet: deploy pushes it first)"
+    reporter.result(results.plan_json(plan, pushed=head.pushed is not None),
+                    human=results.plan_human(plan, "plan", reference))
+    return CHANGES_EXIT_CODE if args.exit_code and plan.writes else 0

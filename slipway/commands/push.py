@@ -1,16 +1,14 @@
-"""`python build.py push --env ENV [--json]`: push HEAD's image and print the digest the registry holds."""
-from __future__ import annotations
-
-from slipway.config import LOCAL_ENVIRONMENT, load_project
-from slipway.push import push_head
+"""`build.py push --env ENV`: push HEAD's image and print the digest the registry holds."""
+from slipway import pipeline, results
+from slipway.commands import add_env_argument, workspace
+from slipway.target import open_target
 
 
 def add_arguments(parser, verb):
-    parser.add_argument("--env", default=LOCAL_ENVIRONMENT,
-                        help=f"environment in slipway.yaml (default: {LOCAL_ENVIRONMENT})")
+    add_env_argument(parser)
 
 
 def run(args, reporter):
-    project = load_project(args.root)
-    result = push_head(project, args.env, reporter)
-    reporter.result(result, human=f"{result['reference']}\ntags: {', '.join(result['tags'])}")
+    ws = workspace(args, reporter)
+    pushed = pipeline.push(ws, open_target(ws.project, args.env))
+    reporter.result(results.push_json(pushed), human=results.push_human(pushed))

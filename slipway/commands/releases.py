@@ -1,30 +1,22 @@
-"""`python build.py releases --env ENV [--json]`: the releases in ENV's registry, newest first, and which is live."""
-from __future__ import annotations
+"""`build.py releases --env ENV`: the releases in ENV's registry, newest first, and which one is live."""
+import anyio
 
-from slipway.config import load_project
-from slipway.registry import registry_client
-from slipway.releases import list_releases, live_digests
+from slipway import pipeline, results
+from slipway.commands import add_env_argument, workspace
+from slipway.registry.releases import list_releases
+from slipway.target import open_target
 
 
 def add_arguments(parser, verb):
-    parser.add_argument("--env", default="local", help="environment in slipway.yaml (default: local)")
+    add_env_argument(parser)
 
 
 def run(args, reporter):
-    project = load_project(args.root)
-    env = project.environment(args.env)
-    reporter.step(f"reading releases from {env.image_repository()}")
-    releases = list_releases(registry_client(env, args.env))
-    reporter.step(f"reading live deployments from {env.prefect.api_url}")
-    live = live_digests(env, args.env)
-    for release in releases:
-        release.live = release.digest in live
-    rows = [r.public() for r in releases]
-    lines = [f"{'':2}{'revision':<13} {'created':<26} {'digest':<20} tags"]
-    for r in rows:
-        lines.append(f"{'*' if r['live'] else ' ':2}{(r['revision'] or '?')[:12]:<13} {r['created'] or '?':<26} "
-                     f"{r['digest'][:19]:<20} {', '.join(r['tags'])}")
-    if not rows:
-        lines.append(f"  (no releases in {env.image_repository()})")
-    lines.append("* live: pinned by the active deployments in " + env.prefect.api_url)
-    reporter.result(rows, human="\n".join(lines))
+    ws = workspace(args, reporter)
+    target = open_target(ws.project, args.env)
+    reporter.step(f"reading releases from {target.repository}")
+    found = list_releases(target.registry)
+    reporter.step(f"reading live deployments from {target.prefect.api_url}")
+    live = anyio.run(pipeline.live_digests, target)
+    reporter.result(results.releases_json(found, live),
+                    human=results.releases_human(found, live, target.repository, target.prefect.api_url))

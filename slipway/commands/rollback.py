@@ -1,28 +1,22 @@
-"""`python build.py rollback --env ENV --to <sha|short sha|tag> [--json]`: redeploy an older release.
+"""`build.py rollback --env ENV --to REF`: redeploy an older release from the registry.
 
 The release's digest and its own configuration come from the registry (config blob and last layer, no
-image pull); it is validated like a deploy and re-registered. No build, no push. This repository's
-deployments that the release does not have are paused, not deleted.
+image pull); it is validated like a deploy and re-registered. No build, no push, no checkout of that commit.
+This repository's deployments that the release does not have are paused, not deleted.
 """
-from __future__ import annotations
+import anyio
 
-from slipway.config import load_project
-from slipway.registration import human_summary
-from slipway.releases import rollback
+from slipway import pipeline, results
+from slipway.commands import add_env_argument, workspace
+from slipway.target import open_target
 
 
 def add_arguments(parser, verb):
-    parser.add_argument("--env", default="local", help="environment in slipway.yaml (default: local)")
-    parser.add_argument("--to", required=True, metavar="REF", help="the release: Git SHA, short SHA or tag")
+    add_env_argument(parser)
+    parser.add_argument("--to", required=True, metavar="REF", help="the release: Git tag, SHA or short SHA")
 
 
 def run(args, reporter):
-    project = load_project(args.root)
-    result = rollback(project, args.env, args.to, reporter)
-    out = {"reference": result["reference"], "revision": result["revision"],
-           "deployments": [{k: r[k] for k in ("name", "id", "action")} for r in result["deployments"]],
-           "paused": result["paused"]}
-    human = human_summary(result, "rollback")
-    if result["paused"]:
-        human += "paused (not in this release): " + ", ".join(result["paused"]) + "\n"
-    reporter.result(out, human=human)
+    ws = workspace(args, reporter)
+    done = anyio.run(pipeline.rollback, ws, open_target(ws.project, args.env), args.to)
+    reporter.result(results.rollback_json(done.plan, done.release), human=results.plan_human(done.plan, "rollback"))

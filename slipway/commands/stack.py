@@ -1,8 +1,8 @@
 """`python build.py up` / `down`: the local registry (localhost:5000) and Prefect server (127.0.0.1:4200)."""
 from __future__ import annotations
 
-from slipway.config import load_project
-from slipway.engine import docker_client
+from slipway.build.engine import docker_client
+from slipway.project.config import load_project
 from slipway.stack import stack_down, stack_up
 
 

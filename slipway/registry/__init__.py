@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from slipway.config import EnvironmentConfig
+from slipway.project.config import EnvironmentConfig
 from slipway.registry.client import MANIFEST_TYPES, RegistryClient
 
 # kind -> (module, class). Imported on use: boto3 alone takes ~0.4 s to import, and only ECR needs it.

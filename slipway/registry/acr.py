@@ -32,7 +32,7 @@ class AcrRegistryClient(RegistryClient):
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise SlipwayError(f"no Azure credentials for registry {self.host} ({first})",
                                "run `az login`, or set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET "
-                               "(or use workload or managed identity)") from None
+                               "(or use workload or managed identity)") from exc
 
     def _fetch_credentials(self) -> tuple[str, str]:
         url = f"{self.scheme}://{self.host}/oauth2/exchange"

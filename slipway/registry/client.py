@@ -15,8 +15,8 @@ from urllib.parse import urljoin
 
 import requests
 
-from slipway.config import EnvironmentConfig
 from slipway.errors import SlipwayError
+from slipway.project.config import EnvironmentConfig
 
 # The manifest types a registry may answer with for an image we pushed (the engine pushes Docker v2
 # schema 2; other tools push OCI), plus the index types so a multi-platform tag still resolves.
@@ -141,9 +141,15 @@ class RegistryClient:
         url = path if path.startswith("http") else f"{self.scheme}://{self.host}{path}"
         scope = f"repository:{self.repository}:{actions}"
         headers = dict(headers or {})
-        resp = self._send(method, url, {**headers, **self._authorization(scope, fetch=False)})
+        sent = self._authorization(scope, fetch=False)
+        resp = self._send(method, url, {**headers, **sent})
         if resp.status_code == 401:
             self._challenge = _parse_challenge(resp.headers.get("WWW-Authenticate", ""))
+            # A 401 on a cached Bearer token means it expired (ACR tokens last minutes, ECR's hours):
+            # forget it and fetch a new one, once; a second 401 is the credentials' fault.
+            with self._lock:
+                if sent and self._tokens.get(scope) and sent.get("Authorization") == f"Bearer {self._tokens[scope]}":
+                    del self._tokens[scope]
             resp = self._send(method, url, {**headers, **self._authorization(scope, fetch=True)})
             if resp.status_code == 401:
                 raise self._rejected()
@@ -214,17 +220,17 @@ class RegistryClient:
     def _send(self, method: str, url: str, headers: dict[str, str], **kwargs: Any) -> requests.Response:
         try:
             return self._session.request(method, url, headers=headers, timeout=TIMEOUT, **kwargs)
-        except requests.exceptions.SSLError:
+        except requests.exceptions.SSLError as exc:
             raise SlipwayError(
                 f"TLS handshake with registry {self.host} failed",
                 f"{self._field('insecure')}: set true only for a plain-HTTP registry on this machine; "
-                "otherwise install the registry's CA certificate (REQUESTS_CA_BUNDLE)") from None
+                "otherwise install the registry's CA certificate (REQUESTS_CA_BUNDLE)") from exc
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
             reason = _connection_reason(exc)
             fix = ("start it with `make up`" if self.host.split(":")[0] in ("localhost", "127.0.0.1")
                    else "check the address, your network and any proxy settings")
             raise SlipwayError(f"registry {self.host} ({self._address_field()}) is unreachable: {reason}",
-                               fix) from None
+                               fix) from exc
 
     def _address_field(self) -> str:
         if self.env.registry.address:

@@ -38,27 +38,27 @@ class EcrRegistryClient(RegistryClient):
         if self._ecr is None:
             try:
                 self._ecr = boto3.client("ecr", region_name=self.region)
-            except NoRegionError:
+            except NoRegionError as exc:
                 raise SlipwayError(f"no AWS region for registry {self.host}",
-                                   f"set {self._field('region')}") from None
+                                   f"set {self._field('region')}") from exc
         return self._ecr
 
     def _call(self, operation: str, **kwargs):
         try:
             return getattr(self._client(), operation)(**kwargs)
-        except NoCredentialsError:
+        except NoCredentialsError as exc:
             raise SlipwayError("no AWS credentials found for ECR",
                                "configure them (AWS_PROFILE, `aws sso login`, AWS_ACCESS_KEY_ID/"
-                               "AWS_SECRET_ACCESS_KEY, or an instance/IRSA role)") from None
+                               "AWS_SECRET_ACCESS_KEY, or an instance/IRSA role)") from exc
         except ClientError as exc:
             error = exc.response.get("Error", {})
             if error.get("Code") == "RepositoryNotFoundException":
                 raise
             raise SlipwayError(f"ECR {operation} failed for {self.host}: {error.get('Code')}: "
-                               f"{error.get('Message', '')}", self.credentials_fix()) from None
+                               f"{error.get('Message', '')}", self.credentials_fix()) from exc
         except BotoCoreError as exc:
             raise SlipwayError(f"ECR {operation} failed for {self.host}: {exc}",
-                               "check the AWS region, endpoint and network") from None
+                               "check the AWS region, endpoint and network") from exc
 
     def _fetch_credentials(self) -> tuple[str, str]:
         kwargs = {"registryIds": [self.account_id]} if self.account_id else {}

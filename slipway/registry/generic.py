@@ -41,7 +41,7 @@ class GenericRegistryClient(RegistryClient):
         except DockerException as exc:
             raise SlipwayError(f"reading Docker credentials for {self.host} failed ({exc})",
                                "fix ~/.docker/config.json or its credential helper, or set "
-                               f"{self._field('username_env')} and password_env") from None
+                               f"{self._field('username_env')} and password_env") from exc
         if entry.get("Username") and entry.get("Password"):
             return entry["Username"], entry["Password"]
         return None

@@ -1,6 +1,6 @@
-"""Fixtures for the deployment tests, all real: a Prefect server (`prefect server start` from the venv, SQLite,
-random port), a registry container (Debian's docker-registry, the image `build.py up` runs), and a release
-image with three tiny flows built once per session FROM the runtime base.
+"""Fixtures for the deployment tests, all real: a Prefect server container (tests/conftest.py's
+`prefect_server`: SQLite, then PostgreSQL), a registry container (Debian's docker-registry, the image
+`build.py up` runs), and a release image with three tiny flows built once per session FROM the runtime base.
 
 Each test gets its own Git repository whose slipway.yaml names its own work pools and registry repository
 and whose deployments have unique names, so tests share the server and the registry without interfering.
@@ -14,132 +14,27 @@ import json
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 import pytest
-import requests
 import yaml
 
-from slipway.stack import ScratchRegistry
-from tests.conftest import REPO_ROOT, git, snapshot_repo
+from tests.kit.net import free_port  # noqa: F401  (the bad-input tests use it)
+from tests.kit.repo import REPO_ROOT, git, snapshot_repo
 
 # The test process's own Prefect client must not read or write the user's ~/.prefect.
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="deploy-prefect-home-"))
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TEMPLATE = REPO_ROOT / "deploy" / "work-pools" / "kubernetes-job-template.json"
-PREFECT_BIN = Path(sys.executable).parent / "prefect"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-# --- Prefect server ------------------------------------------------------------------------------------------
-
-class PrefectServer:
-    def __init__(self, port: int, process: subprocess.Popen, log: Path):
-        self.port = port
-        self.process = process
-        self.log = log
-        self.api_url = f"http://127.0.0.1:{port}/api"
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 @pytest.fixture(scope="session")
-def prefect_server(tmp_path_factory) -> PrefectServer:
-    """`prefect server start` on a free port with its own PREFECT_HOME and SQLite database, API only.
-
-    --no-services: no scheduler writing runs, so what the tests read back is what slipway wrote.
-    """
-    home = tmp_path_factory.mktemp("prefect-server")
-    port = free_port()
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home}/prefect.db",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "false",
-        "PREFECT_LOGGING_LEVEL": "WARNING",
-    }
-    env.pop("PREFECT_API_URL", None)
-    log = home / "server.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [str(PREFECT_BIN), "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-services",
-             "--no-ui"],
-            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    server = PrefectServer(port, process, log)
-    deadline = time.monotonic() + 120
-    try:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"prefect server exited: {log.read_text()[-2000:]}")
-            try:
-                if requests.get(f"{server.api_url}/health", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"prefect server did not become healthy: {log.read_text()[-2000:]}")
-            time.sleep(0.5)
-        yield server
-    finally:
-        server.stop()
-
-
-# --- registry ------------------------------------------------------------------------------------------------
-
-class Registry(ScratchRegistry):
-    """The session's anonymous registry (from tests/conftest.py's `start_registry`), read back over HTTP."""
-
-    def tags(self, repository: str) -> list[str]:
-        resp = requests.get(f"{self.url}/v2/{repository}/tags/list", timeout=10)
-        if resp.status_code == 404:
-            return []
-        resp.raise_for_status()
-        return resp.json().get("tags") or []
-
-    def manifest_layers(self, repository: str, reference: str) -> dict:
-        """The config and layer digests of an image manifest, read straight from the registry."""
-        from slipway.registry import MANIFEST_TYPES
-
-        resp = requests.get(f"{self.url}/v2/{repository}/manifests/{reference}",
-                            headers={"Accept": ", ".join(MANIFEST_TYPES)}, timeout=10)
-        resp.raise_for_status()
-        manifest = resp.json()
-        return {"config": manifest["config"]["digest"], "layers": [layer["digest"] for layer in manifest["layers"]]}
-
-    def digest(self, repository: str, reference: str) -> str | None:
-        from slipway.registry import MANIFEST_TYPES
-
-        accept = ", ".join(MANIFEST_TYPES)
-        resp = requests.head(f"{self.url}/v2/{repository}/manifests/{reference}", headers={"Accept": accept},
-                             timeout=10)
-        return resp.headers.get("Docker-Content-Digest") if resp.status_code == 200 else None
-
-
-@pytest.fixture(scope="session")
-def registry(start_registry) -> Registry:
+def registry(start_registry):
     """An anonymous registry on a random loopback port (the image `build.py up` runs), removed at session end."""
-    started = start_registry("deploy")
-    return Registry(started.container, started.port)
+    return start_registry("deploy")
 
 
 # --- the flows image -----------------------------------------------------------------------------------------
@@ -147,9 +42,9 @@ def registry(start_registry) -> Registry:
 @pytest.fixture(scope="session")
 def flows_image(docker_engine) -> str:
     """FROM the runtime base (prefect in /opt/venv), the test flows in /opt/prefect/flows. Built once."""
-    from slipway.base import ensure_base
-    from slipway.config import load_project
+    from slipway.build.base import ensure_base
     from slipway.output import Reporter
+    from slipway.project.config import load_project
 
     base = ensure_base(docker_engine, load_project(REPO_ROOT), Reporter(stream=io.StringIO()))
     tag = f"deploy-test-flows:{uuid.uuid4().hex[:10]}"
@@ -165,7 +60,7 @@ def flows_image(docker_engine) -> str:
 class Project:
     """A throwaway repository configured for the test server and registry, and helpers around it."""
 
-    def __init__(self, root: Path, name: str, server: PrefectServer, registry: Registry):
+    def __init__(self, root: Path, name: str, server, registry):
         self.root = root
         self.name = name  # image name, registry repository, pool and deployment name prefix
         self.server = server
@@ -257,31 +152,33 @@ def remove_tags_containing(docker_engine, name: str) -> None:
 def tag_head_image(docker_engine, flows_image: str, proj: Project) -> str:
     """HEAD's image as `make image` leaves it: `<name>:<sha>` (and -dirty), slipway's release layer on top of
     the session's flows image — the entry points of this test's deployments.yaml probed inside it by
-    slipway's own build step. A deployments.yaml that does not even parse gets the bare flows image with
+    slipway's own build steps. A deployments.yaml that does not even parse gets the bare flows image with
     the revision label: deploy and plan must refuse it before they look at the image."""
-    from slipway import release_config
-    from slipway.config import load_project
-    from slipway.deployments import load_declarations
+    from slipway.build import release_layer
+    from slipway.build.image import add_release_layer, probe_content
     from slipway.errors import SlipwayError
-    from slipway.git import read_git_facts
-    from slipway.image import add_release_layer
     from slipway.output import Reporter
+    from slipway.project.config import load_project
+    from slipway.project.declarations import load_declarations
+    from slipway.project.git import read_git_facts
 
     try:
         project = load_project(proj.root)
         declarations = load_declarations(project)
-        files = release_config.collect(project)
+        files = release_layer.collect(project)
     except SlipwayError:
         return tag_bare_image(docker_engine, flows_image, proj)
     facts = read_git_facts(proj.root)
-    add_release_layer(docker_engine, flows_image, declarations, files, facts, Reporter(quiet=True), proj.name)
+    quiet = Reporter(quiet=True)
+    probe = probe_content(docker_engine, project, flows_image, declarations, quiet)
+    add_release_layer(docker_engine, project, flows_image, release_layer.ReleaseLayer(files, probe), facts, quiet)
     return f"{proj.name}:{facts.image_tags()[0]}"
 
 
 def tag_bare_image(docker_engine, flows_image: str, proj: Project) -> str:
     """HEAD's tags on the flows image with only the revision label: an image without slipway's release layer."""
-    from slipway.git import read_git_facts
-    from slipway.image import REVISION_LABEL
+    from slipway.build.image import REVISION_LABEL
+    from slipway.project.git import read_git_facts
 
     facts = read_git_facts(proj.root)
     tag = f"{proj.name}:{facts.image_tags()[0]}"
@@ -387,12 +284,11 @@ class Releases:
         self.docker, self.cli = docker_engine, cli
 
     def build_and_deploy(self, *extra: str) -> dict:
-        from slipway.config import load_project
-        from slipway.git import read_git_facts
-        from slipway.image import build_image
+        from slipway import pipeline
         from slipway.output import Reporter
+        from slipway.project.config import load_project
 
-        build_image(self.docker, load_project(self.root), read_git_facts(self.root), Reporter(stream=io.StringIO()))
+        pipeline.build(pipeline.Workspace(load_project(self.root), Reporter(stream=io.StringIO())))
         outcome = self.cli("deploy", "--env", "local", "--root", str(self.root), "--json", *extra)
         assert outcome.code == 0, outcome.stderr
         return outcome.json()
@@ -418,6 +314,7 @@ def releases(tmp_path, registry, prefect_server, docker_engine, cli, monkeypatch
 
 
 def release_repo(tmp_path, registry, prefect_server, docker_engine, cli, monkeypatch, name_prefix="deploy-rb"):
+    """A snapshot of this repository whose `local` environment points at `registry` and `prefect_server`."""
     name = f"{name_prefix}{uuid.uuid4().hex[:8]}"
     root = snapshot_repo(tmp_path / "repo")
     config = yaml.safe_load((root / "slipway.yaml").read_text())
@@ -432,24 +329,3 @@ def release_repo(tmp_path, registry, prefect_server, docker_engine, cli, monkeyp
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
     yield Releases(root, name, registry, prefect_server, docker_engine, cli)
     remove_tags_containing(docker_engine, name)
-
-
-@pytest.fixture(scope="session")
-def prefect_container(docker_engine):
-    """A Prefect server in a container, started by `build.py up`'s own code from the runtime base image
-    (the image every release is built FROM), on a random loopback port, with its own volume."""
-    from slipway.config import load_project
-    from slipway.output import Reporter
-    from slipway.stack import PREFECT, Service, ensure_prefect
-
-    suffix = uuid.uuid4().hex[:8]
-    service = Service(**{**PREFECT.__dict__, "container": f"deploy-prefect-{suffix}",
-                         "volume": f"deploy-prefect-{suffix}", "host_port": None})
-    result = ensure_prefect(docker_engine, load_project(REPO_ROOT), Reporter(stream=io.StringIO()), service)
-    try:
-        yield PrefectServer(result["port"], None, None)
-    finally:
-        with contextlib.suppress(Exception):
-            docker_engine.containers.get(service.container).remove(force=True)
-        with contextlib.suppress(Exception):
-            docker_engine.volumes.get(service.volume).remove(force=True)

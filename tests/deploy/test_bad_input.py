@@ -154,26 +154,6 @@ def test_manifests_refuses_an_image_that_is_not_pushed(project, cli):
     assert_nothing_changed(project)
 
 
-def test_apply_release_refuses_a_digest_the_registry_does_not_hold(project, docker_engine):
-    import io
-
-    from slipway.config import load_project
-    from slipway.errors import SlipwayError
-    from slipway.git import read_git_facts
-    from slipway.output import Reporter
-    from slipway.registration import apply_release, validate_head
-
-    proj = load_project(project.root)
-    facts = read_git_facts(project.root)
-    reporter = Reporter(stream=io.StringIO())
-    _, validated = validate_head(proj, "local", facts, reporter, docker_engine)
-    reference = f"{project.registry.address}/{project.name}@sha256:{'ab' * 32}"
-    with pytest.raises(SlipwayError) as caught:
-        apply_release(validated, reference, facts, reporter)
-    assert "is not in the registry of 'local'" in caught.value.line()
-    assert_nothing_changed(project)
-
-
 def test_unchanged_plan_json_is_machine_readable(project, cli):
     assert cli("deploy", "--env", "local", "--root", str(project.root)).code == 0
     planned = cli("plan", "--env", "local", "--json", "--root", str(project.root))

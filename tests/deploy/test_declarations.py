@@ -6,27 +6,28 @@ template and helm files, plus small inline declarations.
 from __future__ import annotations
 
 import datetime
-import types
 
 import kubernetes_validate
 import pytest
 import yaml
 
-from slipway.config import load_project
-from slipway.deployments import (
-    load_declarations,
-    parse_declarations,
-    resolve_for_environment,
-)
-from slipway.errors import SlipwayError
-from slipway.kubernetes import (
+from slipway.deploy.desired import DesiredSchedule, ScheduleSpec, schedule_matches
+from slipway.deploy.kubernetes import (
     load_job_template,
     manifest_image,
     render_job_manifest,
     validate_manifest,
 )
-from slipway.prefect_api import DesiredSchedule, plan_schedules, schedule_matches
-from tests.conftest import REPO_ROOT
+from slipway.deploy.live import LiveSchedule
+from slipway.deploy.plan import plan_schedules
+from slipway.errors import SlipwayError
+from slipway.project.config import load_project
+from slipway.project.declarations import (
+    load_declarations,
+    parse_declarations,
+    resolve_for_environment,
+)
+from tests.kit.repo import REPO_ROOT
 
 # The flow names of the example flows (`@flow(name=...)`), in deployments.yaml's order.
 REPO_FLOW_NAMES = ["extract-load", "dbt-build", "elt", "elt"]
@@ -126,9 +127,9 @@ def test_loader_errors(text, expected):
     assert "\n" not in line
 
 
-def _live(schedule, active=True, parameters=None, slug=None):
-    return types.SimpleNamespace(id=slug or "id", schedule=schedule, active=active, parameters=parameters or {},
-                                 slug=slug)
+def spec(prefect_schedule) -> ScheduleSpec:
+    """A schedule as Prefect's API returns it, from Prefect's own model."""
+    return ScheduleSpec.from_api(prefect_schedule.model_dump())
 
 
 def test_schedule_comparison_is_semantic():
@@ -142,18 +143,22 @@ def test_schedule_comparison_is_semantic():
         {"cron": "0  6 * * *"}, {"interval": 3600}, {"rrule": "FREQ=DAILY;BYHOUR=6"},
         {"interval": "PT1H", "anchor_date": "2026-01-01T00:00:00Z"}]}]})).deployments
     cron, interval, rrule, anchored = d.schedules
-    assert schedule_matches(cron, CronSchedule(cron="0 6 * * *", timezone="UTC"))  # spacing, default timezone
-    assert not schedule_matches(cron, CronSchedule(cron="0 7 * * *"))
-    assert not schedule_matches(cron, CronSchedule(cron="0 6 * * *", timezone="Europe/Amsterdam"))
+    assert schedule_matches(cron, spec(CronSchedule(cron="0 6 * * *", timezone="UTC")))  # spacing, default tz
+    assert not schedule_matches(cron, spec(CronSchedule(cron="0 7 * * *")))
+    assert not schedule_matches(cron, spec(CronSchedule(cron="0 6 * * *", timezone="Europe/Amsterdam")))
+    assert not schedule_matches(cron, spec(CronSchedule(cron="0 6 * * *", day_or=False)))
     # An interval without a declared anchor matches whatever anchor Prefect chose at creation.
-    assert schedule_matches(interval, IntervalSchedule(interval=datetime.timedelta(hours=1),
-                                                      anchor_date="2020-05-05T00:00:00Z"))
-    assert not schedule_matches(anchored, IntervalSchedule(interval=datetime.timedelta(hours=1),
-                                                          anchor_date="2020-05-05T00:00:00Z"))
+    assert schedule_matches(interval, spec(IntervalSchedule(interval=datetime.timedelta(hours=1),
+                                                           anchor_date="2020-05-05T00:00:00Z")))
+    assert not schedule_matches(anchored, spec(IntervalSchedule(interval=datetime.timedelta(hours=1),
+                                                               anchor_date="2020-05-05T00:00:00Z")))
+    assert schedule_matches(anchored, spec(IntervalSchedule(interval=datetime.timedelta(hours=1),
+                                                           anchor_date="2026-01-01T00:00:00Z")))
+    assert not schedule_matches(interval, spec(IntervalSchedule(interval=datetime.timedelta(hours=2))))
     # The DTSTART Prefect injects into a bare rrule is not a change.
-    assert schedule_matches(rrule, RRuleSchedule(rrule="DTSTART:20200101T000000\nRRULE:FREQ=DAILY;BYHOUR=6"))
-    assert not schedule_matches(rrule, RRuleSchedule(rrule="DTSTART:20200101T000000\nRRULE:FREQ=DAILY;BYHOUR=7"))
-    assert not schedule_matches(cron, IntervalSchedule(interval=datetime.timedelta(hours=1)))
+    assert schedule_matches(rrule, spec(RRuleSchedule(rrule="DTSTART:20200101T000000\nRRULE:FREQ=DAILY;BYHOUR=6")))
+    assert not schedule_matches(rrule, spec(RRuleSchedule(rrule="DTSTART:20200101T000000\nRRULE:FREQ=DAILY;BYHOUR=7")))
+    assert not schedule_matches(cron, spec(IntervalSchedule(interval=datetime.timedelta(hours=1))))
 
 
 def test_schedule_reconcile_by_slug_keeps_undeclared_active_state():
@@ -168,10 +173,14 @@ def test_schedule_reconcile_by_slug_keeps_undeclared_active_state():
             _live(CronSchedule(cron="0 9 * * *"), slug="gone"),
             _live(CronSchedule(cron="0 9 * * *"), slug=None)]
     ops = plan_schedules(desired, live)
-    assert [s.slug for s in ops["create"]] == ["new"]
+    assert [s.slug for s in ops.create] == ["new"]
     # schedule-1: `active` undeclared -> the pause stays; schedule-2 declares active: true -> reactivated.
-    assert [(have.slug, fields) for have, _, fields in ops["update"]] == [("schedule-2", ["active"])]
-    assert [s.slug for s in ops["delete"]] == ["gone", None]
+    assert [(have.slug, fields) for have, _, fields in ops.update] == [("schedule-2", ["active"])]
+    assert [s.slug for s in ops.delete] == ["gone", None]
+
+
+def _live(schedule, active: bool = True, slug: str | None = None, parameters: dict | None = None) -> LiveSchedule:
+    return LiveSchedule(id=f"id-{slug}", slug=slug, active=active, parameters=parameters or {}, schedule=spec(schedule))
 
 
 # --- the repository's Kubernetes files ---------------------------------------------------------------------

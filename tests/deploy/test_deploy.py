@@ -136,7 +136,7 @@ def test_kubernetes_environment_deploys_and_manifests_are_strictly_valid(project
 
 
 def test_deploying_an_ancestor_of_the_live_release_needs_rollback(project, cli):
-    from tests.conftest import git
+    from tests.kit.repo import git
 
     first = project.sha()
     assert cli("deploy", "--env", "local", "--root", str(project.root)).code == 0

@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from slipway.errors import SlipwayError
-from slipway.releases import resolve_tag
-from tests.conftest import git
+from slipway.registry.releases import resolve_tag
 from tests.deploy.conftest import Releases
+from tests.kit.repo import git
 
 pytestmark = pytest.mark.docker
 
@@ -86,8 +86,8 @@ def test_rollback_restores_digest_configuration_and_pauses_extra_deployments(rel
 
     # No image layer was pulled: at most the config blob and the small last layer of A were read.
     new_gets = rel.blob_gets()[gets_before:]
-    manifest_layers = rel.registry.manifest_layers(rel.name, a["reference"].split("@")[1])
-    assert set(new_gets) <= {manifest_layers["config"], manifest_layers["layers"][-1]}, new_gets
+    manifest = rel.registry.manifest(rel.name, a["reference"].split("@")[1])
+    assert set(new_gets) <= {manifest["config"]["digest"], manifest["layers"][-1]["digest"]}, new_gets
 
     after = cli("releases", "--env", "local", "--root", str(rel.root), "--json").json()
     assert [r["live"] for r in after] == [False, True]

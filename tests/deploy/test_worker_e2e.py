@@ -1,8 +1,8 @@
 """End to end on the embedded default: release this repository, then a real Prefect Docker worker runs the
 ELT parent deployment to COMPLETED in a container started from the pinned digest.
 
-Real components only: the registry container `make up` runs, a Prefect server container started from the
-runtime base image by the same code, prefect-docker's worker, and the release image of this repository.
+Real components only: the registry container `make up` runs, a Prefect server container from the runtime
+base image (on SQLite, then on PostgreSQL), prefect-docker's worker, and the release image of this repository.
 """
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ PREFECT_BIN = Path(sys.executable).parent / "prefect"
 
 
 @pytest.fixture
-def release(tmp_path, registry, prefect_container, docker_engine, cli, monkeypatch):
-    yield from release_repo(tmp_path, registry, prefect_container, docker_engine, cli, monkeypatch,
+def release(tmp_path, registry, prefect_server, docker_engine, cli, monkeypatch):
+    yield from release_repo(tmp_path, registry, prefect_server, docker_engine, cli, monkeypatch,
                             name_prefix="deploy-e2e")
 
 

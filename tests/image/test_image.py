@@ -8,15 +8,25 @@ import sys
 import pytest
 import yaml
 
-from slipway import release_config
-from slipway.config import load_project
+from slipway import pipeline, results
+from slipway.build import release_layer
 from slipway.errors import SlipwayError
-from slipway.git import read_git_facts
-from slipway.image import build_image
 from slipway.output import Reporter
-from tests.conftest import REPO_ROOT, git, snapshot_repo
+from slipway.project.config import load_project
+from slipway.project.git import read_git_facts
+from tests.kit.repo import REPO_ROOT, git, snapshot_repo
 
 pytestmark = pytest.mark.docker
+
+
+def build_image(root, allow_dirty: bool = False) -> dict:
+    """`build.py image` for the repository at `root`, through the pipeline's own build step."""
+    built = pipeline.build(pipeline.Workspace(load_project(root), Reporter(quiet=True)), allow_dirty=allow_dirty)
+    return results.image_json(built)
+
+
+def read_layer(docker_engine, image: str, labels: dict):
+    return release_layer.read_from_local_image(docker_engine, image, labels, "/opt/prefect")
 
 
 def run_in(client, image: str, *command: str, **kwargs) -> str:
@@ -88,7 +98,8 @@ def test_dbt_manifest_is_baked_in_and_parse_succeeds(docker_engine, release_imag
 
 def test_release_layer_carries_configuration_and_probe(docker_engine, release_image):
     image = docker_engine.images.get(release_image["image_id"])
-    files, probe = release_config.read_from_local_image(docker_engine, release_image["image"], image.labels)
+    layer = read_layer(docker_engine, release_image["image"], image.labels)
+    files, probe = layer.files, layer.probe
     assert files["slipway.yaml"] == (release_image["root"] / "slipway.yaml").read_text()
     assert files["deployments.yaml"] == (release_image["root"] / "deployments.yaml").read_text()
     declared = yaml.safe_load(files["deployments.yaml"])["deployments"]
@@ -96,23 +107,23 @@ def test_release_layer_carries_configuration_and_probe(docker_engine, release_im
     assert all("error" not in r and r["flow_name"] and r["parameter_schema"]["type"] == "object" for r in probe)
     # The files are readable in the image (for people who `docker run` it) and the layer is slipway's small
     # COPY, not a RUN: its history entry is the COPY and the layer holds nothing else.
-    in_image = json.loads(run_in(docker_engine, release_image["image"], "cat", release_config.FILE_IN_IMAGE))
+    in_image = json.loads(run_in(docker_engine, release_image["image"], "cat", "/opt/prefect/.slipway/release-config.json"))
     assert in_image == files
     last = next(h for h in image.history() if " LABEL " not in h["CreatedBy"])  # labels add no layer
-    assert "COPY" in last["CreatedBy"] and release_config.DIR_IN_IMAGE in last["CreatedBy"]
+    assert "COPY" in last["CreatedBy"] and "/opt/prefect/.slipway" in last["CreatedBy"]
     assert 0 < last["Size"] < 64 * 1024
 
 
 def test_an_altered_release_layer_is_refused(docker_engine, release_image):
     labels = dict(docker_engine.images.get(release_image["image_id"]).labels)
-    labels[release_config.HASH_LABEL] = "0" * 64
+    labels[release_layer.HASH_LABEL] = "0" * 64
     with pytest.raises(SlipwayError, match="does not match its label"):
-        release_config.read_from_local_image(docker_engine, release_image["image"], labels)
+        read_layer(docker_engine, release_image["image"], labels)
 
 
 def test_rebuild_of_the_same_commit_yields_the_same_labels(docker_engine, release_image):
     root = release_image["root"]
-    again = build_image(docker_engine, load_project(root), read_git_facts(root), Reporter(quiet=True))
+    again = build_image(root)
     assert again["tags"] == release_image["tags"]
     first = docker_engine.images.get(release_image["image_id"]).labels
     assert docker_engine.images.get(again["image_id"]).labels == first  # the commit's labels, not the clock's
@@ -121,7 +132,7 @@ def test_rebuild_of_the_same_commit_yields_the_same_labels(docker_engine, releas
 def test_git_tag_at_head_becomes_an_image_tag(docker_engine, release_image, tmp_path):
     repo = snapshot_repo(tmp_path / "tagged", release_image["root"])
     git(repo, "tag", "v9.9.9")
-    result = build_image(docker_engine, load_project(repo), read_git_facts(repo), Reporter(quiet=True))
+    result = build_image(repo)
     assert result["tags"][-1] == "v9.9.9"
     assert "jaffle-shop:v9.9.9" in docker_engine.images.get(result["image_id"]).tags
     docker_engine.images.remove("jaffle-shop:v9.9.9")
@@ -130,10 +141,9 @@ def test_git_tag_at_head_becomes_an_image_tag(docker_engine, release_image, tmp_
 def test_allow_dirty_builds_dirty_tags(docker_engine, release_image, tmp_path):
     repo = snapshot_repo(tmp_path / "dirty", release_image["root"])
     (repo / "flows" / "scratch_note.py").write_text("NOTE = 'uncommitted'\n")
-    facts = read_git_facts(repo)
     with pytest.raises(SlipwayError, match="uncommitted or untracked"):
-        build_image(docker_engine, load_project(repo), facts, Reporter(quiet=True))
-    result = build_image(docker_engine, load_project(repo), facts, Reporter(quiet=True), allow_dirty=True)
+        build_image(repo)
+    result = build_image(repo, allow_dirty=True)
     assert all(tag.endswith("-dirty") for tag in result["tags"])
     for tag in result["tags"]:
         docker_engine.images.remove(f"jaffle-shop:{tag}")
@@ -149,4 +159,4 @@ def test_broken_dbt_project_fails_the_build_with_one_line(release_image, tmp_pat
     assert proc.returncode == 1
     error = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert len(error) == 1, proc.stderr
-    assert "dbt parse" in error[0] and "model_that_does_not_exist" in error[0]
+    assert "dbt parse" in error[0] and "model_that_does_not_exist" in error[0]  # the failing step, named

@@ -1,6 +1,6 @@
-"""Fixtures for the push tests: a real registry (Debian's docker-registry, started by tests/conftest.py's
-`start_registry`) with htpasswd authentication on a random loopback port, tiny images built locally,
-throwaway Git repos.
+"""Fixtures for the push tests: a real registry (Debian's docker-registry, started by the test kit through
+tests/conftest.py's `start_registry`) with htpasswd authentication on a random loopback port, tiny images
+built locally, throwaway Git repos.
 
 Every Docker object created here is named `push-...` and removed afterwards.
 """
@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import re
-import socket
 import uuid
 import warnings
 from pathlib import Path
@@ -19,12 +17,12 @@ import pytest
 import requests
 import yaml
 
-from slipway.config import load_project
-from slipway.git import read_git_facts
-from slipway.image import REVISION_LABEL
+from slipway.build.image import REVISION_LABEL
 from slipway.output import Reporter
-from slipway.stack import ScratchRegistry
-from tests.conftest import git
+from slipway.project.config import load_project
+from slipway.project.git import read_git_facts
+from tests.kit.net import free_port
+from tests.kit.repo import git
 
 with warnings.catch_warnings():
     # stdlib on 3.11 (deprecated, gone in 3.13): bcrypt through libxcrypt, the only hash docker-registry's
@@ -43,50 +41,29 @@ def bcrypt_line(user: str, password: str) -> str:
     return f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))}"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def quiet_reporter() -> Reporter:
     return Reporter(stream=io.StringIO())
 
 
-class Registry(ScratchRegistry):
-    """The session's htpasswd registry (from tests/conftest.py's `start_registry`): its access log, and an
-    independent HTTP view of it."""
-
-    def count(self, method: str, path_prefix: str) -> int:
-        """Requests in the registry's access log, e.g. ("POST", "/v2/<repo>/blobs/uploads/")."""
-        return len(re.findall(rf'"{method} {re.escape(path_prefix)}', self.access_log()))
-
-    def tags(self, repository: str) -> list[str]:
-        resp = requests.get(f"{self.url}/v2/{repository}/tags/list", auth=(USER, PASSWORD), timeout=10)
-        if resp.status_code == 404:
-            return []
-        resp.raise_for_status()
-        return resp.json().get("tags") or []
-
-
-HTPASSWD_PATH = "/etc/slipway-registry/htpasswd"
-
-
 @pytest.fixture(scope="session")
-def registry(start_registry) -> Registry:
+def registry(start_registry):
     """One htpasswd registry for the session (a push user and the ECR token's user), loopback only."""
     htpasswd = f"{bcrypt_line(USER, PASSWORD)}\n{bcrypt_line(ECR_USER, ECR_PASSWORD)}\n".encode()
-    # config.yml has no auth section: these REGISTRY_AUTH_* variables add one (the registry's own override).
-    started = start_registry(
-        "push",
-        environment={"REGISTRY_AUTH": "htpasswd", "REGISTRY_AUTH_HTPASSWD_REALM": "slipway-tests",
-                     "REGISTRY_AUTH_HTPASSWD_PATH": HTPASSWD_PATH},
-        files={HTPASSWD_PATH: htpasswd})
-    # start_scratch_registry takes 200 or 401 as healthy; only 401 shows the authentication is really on, and
-    # the push tests prove nothing about credentials against an anonymous registry.
+    started = start_registry("push", htpasswd=htpasswd, auth=(USER, PASSWORD))
+    # The kit takes 200 or 401 as healthy; only 401 shows the authentication is really on, and the push tests
+    # prove nothing about credentials against an anonymous registry.
     status = requests.get(f"{started.url}/v2/", timeout=10).status_code
     assert status == 401, f"the push test registry must require authentication, /v2/ answered {status}"
-    return Registry(started.container, started.port)
+    return started
+
+
+def push_head(project, env_name: str, reporter, facts=None) -> dict:
+    """`build.py push --env <env_name>` through the pipeline's own push step: its --json result."""
+    from slipway import pipeline, results
+    from slipway.target import open_target
+
+    ws = pipeline.Workspace(project, reporter)
+    return results.push_json(pipeline.push(ws, open_target(project, env_name)))
 
 
 def write_project(root: Path, registry_address: str, name: str) -> None:

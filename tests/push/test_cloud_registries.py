@@ -21,12 +21,11 @@ import pytest
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError
 
-from slipway.config import EnvironmentConfig
 from slipway.errors import SlipwayError
-from slipway.push import push_head
+from slipway.project.config import EnvironmentConfig
 from slipway.registry import registry_client
 from slipway.registry.acr import AAD_SCOPE, ACR_USERNAME
-from tests.push.conftest import ECR_ACCOUNT, free_port, quiet_reporter
+from tests.push.conftest import ECR_ACCOUNT, free_port, push_head, quiet_reporter
 
 
 @pytest.fixture

@@ -10,12 +10,11 @@ import sys
 import pytest
 import requests
 
+from slipway.build.image import REVISION_LABEL
 from slipway.errors import SlipwayError
-from slipway.image import REVISION_LABEL
-from slipway.push import push_head
 from slipway.registry import MANIFEST_TYPES, registry_client
-from tests.conftest import REPO_ROOT
-from tests.push.conftest import PASSWORD, USER, quiet_reporter
+from tests.kit.repo import REPO_ROOT
+from tests.push.conftest import PASSWORD, USER, push_head, quiet_reporter
 
 pytestmark = pytest.mark.docker
 

@@ -12,9 +12,9 @@ import docker
 import pytest
 import requests
 
-from slipway.config import load_project
+from slipway.project.config import load_project
 from slipway.stack import PREFECT, REGISTRY, ensure_prefect, ensure_registry, stack_down
-from tests.conftest import REPO_ROOT
+from tests.kit.repo import REPO_ROOT
 from tests.push.conftest import quiet_reporter
 
 pytestmark = pytest.mark.docker

@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from slipway.errors import SlipwayError
-from slipway.git import docker_tag_for, is_ancestor, read_git_facts
-from tests.conftest import git
+from slipway.project.git import docker_tag_for, is_ancestor, read_git_facts
+from tests.kit.repo import git
 
 
 @pytest.fixture
@@ -99,7 +99,7 @@ def test_is_ancestor(repo):
 
 def test_cli_refuses_a_dirty_tree_with_one_line(repo, tmp_path):
     """`build.py image` on a dirty tree: one error line naming the cause and the fix, exit 1."""
-    from tests.conftest import REPO_ROOT
+    from tests.kit.repo import REPO_ROOT
     (repo / "slipway.yaml").write_text("image: {name: x}\nenvironments: {}\n")
     proc = subprocess.run([sys.executable, str(REPO_ROOT / "build.py"), "image", "--root", str(repo)],
                           capture_output=True, text=True, cwd=REPO_ROOT)

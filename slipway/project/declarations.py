@@ -3,7 +3,7 @@
 One file at the repository root (its path is slipway.yaml's `deployments:`) holds every deployment; what
 differs between environments (parameters, schedules, job variables, tags) lives in slipway.yaml under
 `environments.<env>.deployments."<flow>/<deployment>"`, next to the rest of that environment. So one file
-says *what* runs, slipway.yaml says *where and how* — and both travel in every image (release_config.py),
+says *what* runs, slipway.yaml says *where and how* — and both travel in every image (build/release_layer.py),
 which is what lets a rollback re-register an older release exactly as it was.
 
 Loaded strictly, before anything is built, pushed or registered: an unknown key, a wrong type, a cron that
@@ -33,11 +33,11 @@ from pydantic import (
     model_validator,
 )
 
-from slipway.config import CONFIG_FILE, EnvironmentConfig, Project
 from slipway.errors import SlipwayError
+from slipway.project.config import CONFIG_FILE, EnvironmentConfig, Project
 
 README_SECTION = "README.md 'Deployments'"
-# `path/to/file.py:function` — the form prefect.yaml uses, relative to the image's /opt/prefect.
+# `path/to/file.py:function` — the form prefect.yaml uses, relative to the image's app directory.
 _ENTRYPOINT = re.compile(r"^[^:\s]+\.py:[A-Za-z_][A-Za-z0-9_.]*$")
 
 
@@ -157,7 +157,7 @@ class DeploymentDecl(_Strict):
     @classmethod
     def _entrypoint(cls, v: str) -> str:
         if not _ENTRYPOINT.match(v):
-            raise ValueError(f"'{v}' is not of the form path/to/file.py:flow_function (relative to /opt/prefect)")
+            raise ValueError(f"'{v}' is not of the form path/to/file.py:flow_function (relative to the app directory)")
         return v
 
     _unique_slugs = field_validator("schedules")(classmethod(lambda cls, v: _check_slugs(v)))
@@ -218,24 +218,22 @@ def field_path(loc: tuple | list, prefix: str = "") -> str:
     return out
 
 
-def describe_validation_error(filename: str, exc: ValidationError, prefix: str = "") -> str:
-    """The first pydantic error as one line: `file: field.path: problem`."""
+def describe_validation_error(filename: str, exc: ValidationError, prefix: str = "") -> SlipwayError:
+    """The first pydantic error as one line: `file: field.path: problem; fix`."""
     err = exc.errors()[0]
     where = field_path(err["loc"], prefix)
     msg = err["msg"]
-    if err["type"] == "extra_forbidden":
-        msg = f"unknown key (see {README_SECTION} for the accepted keys)"
-    elif err["type"] == "missing":
-        msg = "required field is missing"
-    elif msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
-    elif msg.startswith("Assertion failed, "):
-        msg = msg[len("Assertion failed, "):]
+    for lead in ("Value error, ", "Assertion failed, "):
+        msg = msg.removeprefix(lead)
     msg = " ".join(msg.split())
-    fix = _FIXES.get(str(err["loc"][-1]) if err["loc"] else "")
-    if fix and err["type"] != "extra_forbidden":
-        msg = f"{msg}; {fix}"
-    return f"{filename}: {where}: {msg}" if where else f"{filename}: {msg}"
+    field = next((str(p) for p in reversed(err["loc"]) if isinstance(p, str)), "")
+    if err["type"] == "extra_forbidden":
+        msg, fix = "unknown key", f"remove it or fix its spelling (the accepted keys are in {README_SECTION})"
+    elif err["type"] == "missing":
+        msg, fix = "required field is missing", f"add it (see {README_SECTION})"
+    else:
+        fix = _FIXES.get(field) or _FIXES_BY_TYPE.get(err["type"]) or f"see {README_SECTION}"
+    return SlipwayError(f"{filename}: {where}: {msg}" if where else f"{filename}: {msg}", fix)
 
 
 _FIXES = {
@@ -244,6 +242,17 @@ _FIXES = {
     "rrule": "use an RFC 5545 rule such as 'FREQ=DAILY;BYHOUR=6'",
     "interval": "use seconds (3600), HH:MM:SS or ISO 8601 (PT1H)",
     "entrypoint": "write it as flows/<file>.py:<flow function>",
+    "name": "give every deployment a name without '/'",
+    "deployments": "declare at least one deployment",
+    "concurrency_limit": "use a whole number of at least 1, or leave it out for no limit",
+    "version": "remove it: slipway sets the version to the release's Git SHA",
+    "schedules": "give each schedule exactly one of cron, interval or rrule (anchor_date with interval, "
+                 "day_or with cron) and a unique slug",
+}
+_FIXES_BY_TYPE = {
+    "value_error": f"see {README_SECTION} for what this field accepts",
+    "too_short": "add at least one entry",
+    "greater_than": "use a number of at least 1",
 }
 
 
@@ -265,14 +274,14 @@ def parse_declarations(text: str, filename: str = "deployments.yaml") -> Declara
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise SlipwayError(f"{filename}:{where} is not valid YAML ({problem})", "fix the syntax") from None
+        raise SlipwayError(f"{filename}:{where} is not valid YAML ({problem})", "fix the syntax") from exc
     if not isinstance(data, dict) or "deployments" not in data:
         raise SlipwayError(f"{filename}: expected a mapping with a 'deployments:' list",
                            f"see {README_SECTION}")
     try:
         parsed = DeploymentsFile.model_validate(data)
     except ValidationError as exc:
-        raise SlipwayError(describe_validation_error(filename, exc)) from None
+        raise describe_validation_error(filename, exc) from exc
     return Declarations(filename=filename, deployments=tuple(parsed.deployments))
 
 
@@ -282,9 +291,9 @@ def load_declarations(project: Project) -> Declarations:
     path = project.resolve(relative)
     try:
         text = path.read_text()
-    except FileNotFoundError:
+    except FileNotFoundError as exc:
         raise SlipwayError(f"{relative} not found in {project.root}",
-                           f"create it or fix 'deployments:' in {CONFIG_FILE}") from None
+                           f"create it or fix 'deployments:' in {CONFIG_FILE}") from exc
     return parse_declarations(text, Path(relative).name if "/" not in relative else relative)
 
 
@@ -299,7 +308,7 @@ def parse_overrides(env_name: str, env: EnvironmentConfig) -> dict[str, Deployme
         try:
             out[key] = DeploymentOverride.model_validate(raw or {})
         except ValidationError as exc:
-            raise SlipwayError(describe_validation_error(CONFIG_FILE, exc, prefix)) from None
+            raise describe_validation_error(CONFIG_FILE, exc, prefix) from exc
     return out
 
 

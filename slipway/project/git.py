@@ -84,6 +84,11 @@ def commit_exists(root: Path, rev: str) -> bool:
     return proc.returncode == 0
 
 
+def is_shallow(root: Path) -> bool:
+    """A `--depth N` clone: commits older than its history are unknown, so ancestry cannot be decided."""
+    return _git(root, "rev-parse", "--is-shallow-repository", check=False) == "true"
+
+
 def is_ancestor(root: Path, older: str, newer: str) -> bool | None:
     """True when `older` is a strict ancestor of `newer`; None when either commit is unknown locally."""
     if older == newer:

@@ -15,7 +15,7 @@ from docker.errors import DockerException
 
 from slipway.errors import SlipwayError
 
-ENSURE_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "ensure-docker.sh"
+ENSURE_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ensure-docker.sh"
 
 
 def docker_client(start_if_needed: bool = True) -> docker.DockerClient:
@@ -23,10 +23,10 @@ def docker_client(start_if_needed: bool = True) -> docker.DockerClient:
         client = docker.from_env(timeout=600)
         client.ping()
         return client
-    except DockerException:
+    except DockerException as exc:
         if not start_if_needed or not ENSURE_SCRIPT.exists():
             raise SlipwayError("no Docker engine answers",
-                               "start Docker (Desktop or dockerd), or run scripts/ensure-docker.sh") from None
+                               "start Docker (Desktop or dockerd), or run scripts/ensure-docker.sh") from exc
     proc = subprocess.run(["bash", str(ENSURE_SCRIPT)], capture_output=True, text=True)
     if proc.returncode != 0:
         reason = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "unknown reason"

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from slipway.errors import SlipwayError
 
@@ -52,13 +52,33 @@ class RegistryConfig(_Strict):
 
 class PrefectConfig(_Strict):
     api_url: str
-    # Prefect Cloud or an authenticated server: the name of the environment variable holding the key.
+    # The names of environment variables holding credentials (never the values): Prefect Cloud takes an API
+    # key; a self-hosted server started with PREFECT_SERVER_API_AUTH_STRING takes that `user:password` string.
     api_key_env: str | None = None
+    auth_string_env: str | None = None
+    # Deployment writes sent at once. 1 suits a server on SQLite (a second concurrent write waits on the
+    # database lock, then is refused); a PostgreSQL-backed server or Prefect Cloud takes more.
+    write_concurrency: int = Field(1, ge=1, le=32)
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> PrefectConfig:
+        if self.api_key_env and self.auth_string_env:
+            raise ValueError("set api_key_env (Prefect Cloud) or auth_string_env (a self-hosted server), not both")
+        return self
 
 
 class WorkPoolConfig(_Strict):
     name: str
-    type: Literal["docker", "kubernetes", "process"]
+    # Only pools whose flow runs start a container: slipway pins every deployment to an image digest.
+    type: Literal["docker", "kubernetes"]
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _runs_an_image(cls, v: Any) -> Any:
+        if v == "process":
+            raise ValueError("a process pool runs flows without an image, so the release's digest would be "
+                             "ignored: use a docker or kubernetes pool")
+        return v
     # A JSON file in the repo with the pool's base job template; the worker type's default when omitted.
     base_job_template: str | None = None
 
@@ -83,6 +103,16 @@ class ImageConfig(_Strict):
     name: str  # the local image repository: `<name>:<sha>`
     dockerfile: str = "images/flow/Dockerfile"
     context: str = "."
+    # Where the Dockerfile puts the repository's content in the image: the flow runs' working directory,
+    # the root entry points are relative to, and where slipway puts its release layer (`<app_dir>/.slipway`).
+    app_dir: str = "/opt/prefect"
+
+    @field_validator("app_dir")
+    @classmethod
+    def _absolute(cls, v: str) -> str:
+        if not v.startswith("/") or v.rstrip("/") == "":
+            raise ValueError("must be an absolute directory other than / (for example /opt/prefect)")
+        return v.rstrip("/")
 
 
 class BaseConfig(_Strict):
@@ -119,46 +149,57 @@ class Project:
             raise SlipwayError(
                 f"{self.path.name}: unknown environment '{name}'",
                 f"use one of: {known} (or add it under 'environments:')",
-            ) from None
+            ) from None  # the KeyError says nothing more
 
     def resolve(self, relative: str) -> Path:
         return (self.root / relative).resolve()
 
 
-def format_validation_error(filename: str, exc: ValidationError, prefix: str = "") -> str:
-    """The first pydantic error as `file: field.path: problem`."""
+README_SECTION = "README.md 'Configuration'"
+
+
+def validation_error(filename: str, exc: ValidationError, prefix: str = "") -> SlipwayError:
+    """The first pydantic error as one line: `file: field.path: problem; fix`."""
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
-    msg = err["msg"]
+    msg, fix = " ".join(err["msg"].split()), f"see {README_SECTION} for the accepted keys and values"
     if err["type"] == "extra_forbidden":
-        msg = "unknown key (check its spelling against README.md 'Configuration')"
+        msg, fix = "unknown key", f"remove it or fix its spelling (the keys are listed in {README_SECTION})"
     elif err["type"] == "missing":
-        msg = "required field is missing"
-    return f"{filename}: {loc}: {msg}" if loc else f"{filename}: {msg}"
+        msg, fix = "required field is missing", f"add it (see {README_SECTION})"
+    elif msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    return SlipwayError(f"{filename}: {loc}: {msg}" if loc else f"{filename}: {msg}", fix)
 
 
 def load_yaml(path: Path) -> Any:
     try:
         text = path.read_text()
-    except FileNotFoundError:
-        raise SlipwayError(f"{path.name} not found in {path.parent}", "run slipway from the repository root") from None
+    except FileNotFoundError as exc:
+        raise SlipwayError(f"{path.name} not found in {path.parent}",
+                           "run slipway from the repository root (or pass --root)") from exc
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise SlipwayError(f"{path.name}:{where} is not valid YAML ({problem})", "fix the syntax") from None
+        raise SlipwayError(f"{path.name}:{where} is not valid YAML ({problem})", "fix the syntax") from exc
 
 
 def load_project(root: Path | str = ".") -> Project:
     root = Path(root).resolve()
     path = root / CONFIG_FILE
     data = load_yaml(path)
+    return Project(root, parse_config(data), path)
+
+
+def parse_config(data: Any, where: str = CONFIG_FILE) -> ProjectConfig:
+    """slipway.yaml's parsed YAML as the typed configuration (the working tree's, or a release's own)."""
     if not isinstance(data, dict):
-        raise SlipwayError(f"{CONFIG_FILE}: expected a mapping with 'image' and 'environments'")
+        raise SlipwayError(f"{where}: expected a mapping with 'image' and 'environments'",
+                           f"start from the example in {README_SECTION}")
     try:
-        config = ProjectConfig.model_validate(data)
+        return ProjectConfig.model_validate(data)
     except ValidationError as exc:
-        raise SlipwayError(format_validation_error(CONFIG_FILE, exc)) from None
-    return Project(root, config, path)
+        raise validation_error(where, exc) from exc

@@ -31,10 +31,10 @@ def load_job_template(path: Path, display: str) -> dict[str, Any]:
     """A work pool's base job template from a JSON file in the repository."""
     try:
         data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SlipwayError(f"{display} not found", "create it or fix work_pool.base_job_template in slipway.yaml") from None
+    except FileNotFoundError as exc:
+        raise SlipwayError(f"{display} not found", "create it or fix work_pool.base_job_template in slipway.yaml") from exc
     except json.JSONDecodeError as exc:
-        raise SlipwayError(f"{display}: line {exc.lineno} is not valid JSON ({exc.msg})", "fix the syntax") from None
+        raise SlipwayError(f"{display}: line {exc.lineno} is not valid JSON ({exc.msg})", "fix the syntax") from exc
     if not isinstance(data, dict) or not isinstance(data.get("job_configuration"), dict) \
             or not isinstance(data.get("variables"), dict):
         raise SlipwayError(f"{display}: expected 'job_configuration' and 'variables' mappings",
@@ -89,6 +89,24 @@ def render_job_manifest(base_job_template: dict[str, Any], job_variables: dict[s
     return anyio.run(lambda: render_job_manifest_async(base_job_template, job_variables, **kwargs))
 
 
+async def render_job_manifests(base_job_template: dict[str, Any], deployments: list[tuple[Any, dict[str, Any]]],
+                               *, work_pool_name: str, api_url: str | None, template_display: str
+                               ) -> dict[str, dict]:
+    """`<flow>/<deployment>` -> its Job, for (ResolvedDeployment, job variables) pairs. A template
+    prefect-kubernetes cannot render is one error naming the template and the deployment."""
+    out = {}
+    for dep, job_variables in deployments:
+        try:
+            out[dep.full_name] = await render_job_manifest_async(
+                base_job_template, job_variables, flow_name=dep.flow_name, deployment_name=dep.name,
+                work_pool_name=work_pool_name, api_url=api_url)
+        except (ValueError, KeyError, TypeError) as exc:  # prefect-kubernetes refuses the template
+            raise SlipwayError(f"{template_display}: prefect-kubernetes cannot render the Job for "
+                               f"{dep.full_name}: {' '.join(str(exc).split())}",
+                               "start from deploy/work-pools/kubernetes-job-template.json") from exc
+    return out
+
+
 def validate_manifest(manifest: dict[str, Any], kubernetes_version: str) -> None:
     """Strict schema validation; raises ValueError('<field.path>: <problem>')."""
     import kubernetes_validate
@@ -100,11 +118,11 @@ def validate_manifest(manifest: dict[str, Any], kubernetes_version: str) -> None
         message = exc.message
         if exc.validator == "additionalProperties":
             message = f"unknown field ({message})"
-        raise ValueError(f"{path}: {message}") from None
-    except kubernetes_validate.VersionNotSupportedError:
-        raise ValueError(f"kubernetes-validate has no schema for Kubernetes {kubernetes_version}") from None
+        raise ValueError(f"{path}: {message}") from exc
+    except kubernetes_validate.VersionNotSupportedError as exc:
+        raise ValueError(f"kubernetes-validate has no schema for Kubernetes {kubernetes_version}") from exc
     except kubernetes_validate.SchemaNotFoundError as exc:
-        raise ValueError(exc.message) from None
+        raise ValueError(exc.message) from exc
 
 
 def manifest_image(manifest: dict[str, Any]) -> str | None:

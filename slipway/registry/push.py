@@ -1,70 +1,78 @@
-"""Push HEAD's image to an environment's registry and return the digest the registry holds for it.
+"""Push HEAD's image to an environment's registry through the Docker engine, and read back the digest the
+registry holds for it.
 
-Everything that can be checked is checked before the first byte is uploaded: the environment exists,
-HEAD's image is in the local engine, a `-dirty` image goes nowhere but `local`, and the credentials
-open the registry. Credentials reach the engine as docker-py's `auth_config` (an API header), never
-argv or a file. The registry-qualified local tags created for the push (`<registry>/<repo>:<tag>`) are
-kept afterwards: they are cheap, show up in `docker images`, and keep the engine's RepoDigests.
+Everything that can be checked is checked before the first byte is uploaded (pipeline.py runs the input
+checks; `push_image` checks the credentials and which tags need a push). Credentials reach the engine as
+docker-py's `auth_config` (an API header), never argv or a file. The registry-qualified local tags created
+for the push (`<registry>/<repo>:<tag>`) are kept afterwards: they are cheap, show up in `docker images`,
+and keep the engine's RepoDigests.
 """
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 import docker
 from docker.errors import APIError
 
-from slipway.config import LOCAL_ENVIRONMENT, Project
-from slipway.engine import docker_client
 from slipway.errors import SlipwayError
-from slipway.git import GitFacts, read_git_facts
-from slipway.image import find_local_image, head_reference
 from slipway.output import Reporter
-from slipway.registry import RegistryClient, registry_client
+from slipway.registry.client import RegistryClient
 
 PROGRESS_EVERY = 3.0  # seconds between two progress lines of one layer
 
 
-def push_head(project: Project, env_name: str, reporter: Reporter, facts: GitFacts | None = None,
-              client: docker.DockerClient | None = None, registry: RegistryClient | None = None) -> dict:
-    """Push HEAD's image to `env_name`'s registry: {"repository", "digest", "reference", "tags"}."""
-    env = project.environment(env_name)
-    facts = facts or read_git_facts(project.root)
-    refuse_dirty_release(project, facts, env_name)
-    client = client or docker_client()
-    image = find_local_image(client, project, facts)
-    registry = registry or registry_client(env, env_name)
-    repository = env.image_repository()
-    tags = facts.image_tags()
+@dataclass(frozen=True)
+class PushedImage:
+    """An image the registry holds under all of its tags, by one digest."""
 
+    repository: str  # <registry host>/<repository>
+    digest: str
+    tags: list[str]
+
+    @property
+    def reference(self) -> str:
+        return f"{self.repository}@{self.digest}"
+
+
+@dataclass(frozen=True)
+class PushPlan:
+    """Which tags the registry already holds for this very image, and which need a push."""
+
+    held: dict[str, str | None]  # tag -> the registry's digest for it (None: absent)
+    to_push: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)  # tags that point at another image today
+
+
+def plan_push(held: dict[str, str | None], known: set[str], tags: list[str]) -> PushPlan:
+    """A tag is up to date when its registry digest is one the engine recorded for this image in this
+    repository (`known`, its RepoDigests); then nothing is uploaded for it."""
+    to_push = [tag for tag in tags if held[tag] is None or held[tag] not in known]
+    return PushPlan(held, to_push, [t for t in to_push if held[t] is not None])
+
+
+def push_image(engine: docker.DockerClient, registry: RegistryClient, image, tags: list[str],
+               reporter: Reporter) -> PushedImage:
+    """Push `image` (a docker-py Image of the local engine) under `tags`; the registry's digest, read back."""
+    repository = f"{registry.host}/{registry.repository}"
     reporter.step(f"checking access to {repository} ({registry.kind})")
     registry.check_access()
-    plan = plan_push(registry, image, repository, tags)
+    plan = plan_push({tag: registry.manifest_digest(tag) for tag in tags}, repo_digests(image, repository), tags)
     refuse_overwrite(registry, repository, plan)
     # The first write: ECR needs the repository before a push (other registries create it on push).
     setup = registry.ensure_repository()
     if setup.get("created"):
         reporter.step(f"created repository {registry.repository} (tags immutable, scan on push)")
-
-    if plan["to_push"]:
-        for tag in plan["replaced"]:
-            reporter.warn(f"{repository}:{tag} pointed at {plan['registry'][tag]}; it now points at this build")
-        upload(client, image, repository, plan["to_push"], registry.auth_config(), reporter)
+    if plan.to_push:
+        for tag in plan.replaced:
+            reporter.warn(f"{repository}:{tag} pointed at {plan.held[tag]}; it now points at this build")
+        with reporter.group(f"docker push {repository}"):
+            upload(engine, image, repository, plan.to_push, registry.auth_config(), reporter)
     else:
         reporter.step(f"{repository} already holds {', '.join(tags)} for this image: nothing uploaded")
-
     digest = verify_digest(image, registry, repository, tags)
     reporter.step(f"{repository}@{digest} holds {', '.join(tags)}")
-    return {"repository": repository, "digest": digest, "reference": f"{repository}@{digest}", "tags": tags}
-
-
-def refuse_dirty_release(project: Project, facts: GitFacts, env_name: str) -> None:
-    """A `-dirty` image is not any commit: it may only go to the developer's own `local` registry."""
-    if facts.dirty and env_name != LOCAL_ENVIRONMENT:
-        raise SlipwayError(
-            f"{facts.root} has uncommitted changes, so HEAD's image is the -dirty build "
-            f"{head_reference(project, facts)}, which cannot be pushed to '{env_name}' (only to "
-            f"'{LOCAL_ENVIRONMENT}')",
-            "commit your changes, run `make image`, then push")
+    return PushedImage(repository, digest, tags)
 
 
 def repo_digests(image, repository: str) -> set[str]:
@@ -74,22 +82,11 @@ def repo_digests(image, repository: str) -> set[str]:
     return {ref[len(prefix):] for ref in image.attrs.get("RepoDigests") or [] if ref.startswith(prefix)}
 
 
-def plan_push(registry: RegistryClient, image, repository: str, tags: list[str]) -> dict:
-    """Which tags the registry already holds for this very image, and which need a push.
-
-    A tag is up to date when its registry digest is one the engine recorded for this image in this
-    repository; then nothing is uploaded for it."""
-    held = {tag: registry.manifest_digest(tag) for tag in tags}
-    known = repo_digests(image, repository)
-    to_push = [tag for tag in tags if held[tag] is None or held[tag] not in known]
-    return {"registry": held, "to_push": to_push, "replaced": [t for t in to_push if held[t] is not None]}
-
-
-def refuse_overwrite(registry: RegistryClient, repository: str, plan: dict) -> None:
-    if plan["replaced"] and registry.tags_immutable():
-        tag = plan["replaced"][0]
+def refuse_overwrite(registry: RegistryClient, repository: str, plan: PushPlan) -> None:
+    if plan.replaced and registry.tags_immutable():
+        tag = plan.replaced[0]
         raise SlipwayError(
-            f"{repository}:{tag} already exists with another image ({plan['registry'][tag]}) and the "
+            f"{repository}:{tag} already exists with another image ({plan.held[tag]}) and the "
             "repository's tags are immutable",
             "this commit was released from a different build: deploy the pushed one "
             "(`python build.py deploy`) instead of pushing a rebuild")
@@ -141,7 +138,7 @@ def consume_push_stream(stream, ref: str, reporter: Reporter) -> str | None:
                 reporter.detail(f"{line['id']}: {status}" if line.get("id") else status)
     except APIError as exc:
         message = str(exc.explanation or exc)
-        raise SlipwayError(f"pushing {ref} failed: {message}", push_fix(message)) from None
+        raise SlipwayError(f"pushing {ref} failed: {message}", push_fix(message)) from exc
     return digest
 
 

@@ -10,10 +10,10 @@ import subprocess
 
 import docker
 
-from slipway.config import Project
-from slipway.engine import BuildFailed, image_exists, stream_build
+from slipway.build.engine import BuildFailed, image_exists, stream_build
 from slipway.errors import SlipwayError
 from slipway.output import Reporter
+from slipway.project.config import Project
 
 BASE_REPOSITORY = "slipway-base"
 RUNTIME_LOCK = "requirements/runtime.txt"
@@ -84,6 +84,6 @@ def ensure_base(client: docker.DockerClient, project: Project, reporter: Reporte
         stream_build(stream, reporter.detail)
     except BuildFailed as exc:
         raise SlipwayError(f"{project.config.base.dockerfile}: base image build failed at {exc}",
-                           "fix the step above; a lock change needs `make lock`") from None
+                           "fix the step above; a lock change needs `make lock`") from exc
     reporter.step(f"built base image {tag}")
     return tag

@@ -1,14 +1,13 @@
 """The release layer: the last, small layer of every image, written by slipway (not by images/flow/Dockerfile).
 
-It holds two files under /opt/prefect/.slipway/:
+It holds two files under `<app_dir>/.slipway/` (app_dir: slipway.yaml `image.app_dir`, default /opt/prefect):
 - release-config.json: this commit's slipway.yaml and deployments.yaml, as canonical JSON. Its SHA-256 is
   also an image label, so a reader can tell the layer was not altered and which configuration built it.
 - flows.json: what the entry-point probe found when the image was built — each deployment's flow name,
-  parameter schema and parameter checks (slipway/validate.py runs the probe once, inside the image).
+  parameter schema and parameter checks (build/probe.py runs the probe once, inside the image).
 
 `deploy` and `plan` read this layer from the local image (or from the registry) instead of importing the
-flows again; a rollback reads the one blob from the registry instead of pulling the image. The files go in
-with a plain COPY, no RUN, so the layer is a few KB and the image config stays small.
+flows again; a rollback reads the one blob from the registry instead of pulling the image.
 """
 from __future__ import annotations
 
@@ -16,24 +15,39 @@ import hashlib
 import io
 import json
 import tarfile
+from dataclasses import dataclass
+from typing import Any
 
-from slipway.config import CONFIG_FILE, Project
 from slipway.errors import SlipwayError
+from slipway.project.config import CONFIG_FILE, Project
 
 HASH_LABEL = "io.slipway.release-config.sha256"
-DIR_IN_IMAGE = "/opt/prefect/.slipway"
+DIR_NAME = ".slipway"
 CONFIG_NAME = "release-config.json"
 PROBE_NAME = "flows.json"
-FILE_IN_IMAGE = f"{DIR_IN_IMAGE}/{CONFIG_NAME}"
-PROBE_FILE_IN_IMAGE = f"{DIR_IN_IMAGE}/{PROBE_NAME}"
 MAX_LAYER_BYTES = 1 << 20  # two small JSON files; a bigger last layer is not slipway's
 
 
+@dataclass(frozen=True)
+class ReleaseLayer:
+    """What a release carries about itself: its configuration files and what the probe found in its image."""
+
+    files: dict[str, str]  # {"slipway.yaml": text, "<deployments file>": text}
+    probe: list[dict[str, Any]]  # one result per declared deployment, in order (build/probe.py)
+
+    @property
+    def config_hash(self) -> str:
+        return encode(self.files)[1]
+
+
+def dir_in_image(app_dir: str) -> str:
+    return f"{app_dir}/{DIR_NAME}"
+
+
 def collect(project: Project) -> dict[str, str]:
-    """The files that make up a release's configuration, by name, as text."""
-    names = [CONFIG_FILE, project.config.deployments]
+    """The files that make up a release's configuration, by name, as text, from the working tree."""
     files = {}
-    for name in names:
+    for name in (CONFIG_FILE, project.config.deployments):
         path = project.resolve(name)
         if not path.is_file():
             raise SlipwayError(f"{name} not found", f"create it or fix '{name}' in {CONFIG_FILE}")
@@ -47,16 +61,16 @@ def encode(files: dict[str, str]) -> tuple[bytes, str]:
     return canonical, hashlib.sha256(canonical).hexdigest()
 
 
-def layer_files(files: dict[str, str], probe: list[dict]) -> dict[str, bytes]:
-    """The release layer's files, by name under DIR_IN_IMAGE."""
-    return {CONFIG_NAME: encode(files)[0],
-            PROBE_NAME: json.dumps(probe, sort_keys=True, separators=(",", ":")).encode()}
+def layer_files(layer: ReleaseLayer) -> dict[str, bytes]:
+    """The release layer's files, by name under `<app_dir>/.slipway`."""
+    return {CONFIG_NAME: encode(layer.files)[0],
+            PROBE_NAME: json.dumps(layer.probe, sort_keys=True, separators=(",", ":")).encode()}
 
 
-def parse_layer(tar_bytes: bytes, labels: dict[str, str], where: str) -> tuple[dict[str, str], list[dict]]:
-    """(configuration files, probe results) from a tar holding the release layer's files.
+def parse_layer(tar_bytes: bytes, labels: dict[str, str], where: str) -> ReleaseLayer:
+    """The release layer from a tar holding its files.
 
-    Accepts the layer blob from the registry (paths opt/prefect/.slipway/...) and `docker cp`-style archives
+    Accepts the layer blob from the registry (paths <app_dir>/.slipway/...) and `docker cp`-style archives
     of the directory (.slipway/...). The configuration must match the image's hash label.
     """
     found: dict[str, bytes] = {}
@@ -64,12 +78,12 @@ def parse_layer(tar_bytes: bytes, labels: dict[str, str], where: str) -> tuple[d
         with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:*") as tar:
             for member in tar.getmembers():
                 parent, _, name = member.name.rstrip("/").rpartition("/")
-                if member.isfile() and parent.endswith(".slipway") and name in (CONFIG_NAME, PROBE_NAME):
+                if member.isfile() and parent.endswith(DIR_NAME) and name in (CONFIG_NAME, PROBE_NAME):
                     found[name] = tar.extractfile(member).read()
     except tarfile.TarError:
-        pass
+        pass  # not a tar at all: reported below as "no release layer"
     if set(found) != {CONFIG_NAME, PROBE_NAME}:
-        raise SlipwayError(f"{where} has no release layer ({DIR_IN_IMAGE} with {CONFIG_NAME} and {PROBE_NAME})",
+        raise SlipwayError(f"{where} has no release layer ({DIR_NAME}/ with {CONFIG_NAME} and {PROBE_NAME})",
                            "it was built by another version of slipway: rebuild it from its commit (`make image`)")
     if hashlib.sha256(found[CONFIG_NAME]).hexdigest() != labels.get(HASH_LABEL):
         raise SlipwayError(f"{where}: its release configuration does not match its label {HASH_LABEL}",
@@ -77,29 +91,23 @@ def parse_layer(tar_bytes: bytes, labels: dict[str, str], where: str) -> tuple[d
     try:
         files, probe = json.loads(found[CONFIG_NAME]), json.loads(found[PROBE_NAME])
     except ValueError as exc:
-        raise SlipwayError(f"{where}: its release layer is unreadable ({exc})") from None
+        raise SlipwayError(f"{where}: its release layer is unreadable ({exc})", "rebuild it from its commit") from exc
     if not isinstance(files, dict) or not isinstance(probe, list):
         raise SlipwayError(f"{where}: its release layer is not slipway's", "rebuild it from its commit")
-    return files, probe
+    return ReleaseLayer(files, probe)
 
 
-def read_from_local_image(client, image: str, labels: dict[str, str]) -> tuple[dict[str, str], list[dict]]:
-    """The release layer's files from an image in the local engine: a created (never started) container."""
+def read_from_local_image(engine, image: str, labels: dict[str, str], app_dir: str) -> ReleaseLayer:
+    """The release layer of an image in the local engine: a created (never started) container, ~80 ms."""
     import docker
 
-    container = client.api.create_container(image, command=["true"], entrypoint=[], network_disabled=True)
+    container = engine.api.create_container(image, command=["true"], entrypoint=[], network_disabled=True)
     try:
         try:
-            chunks, _ = client.api.get_archive(container["Id"], DIR_IN_IMAGE)
+            chunks, _ = engine.api.get_archive(container["Id"], dir_in_image(app_dir))
             archive = b"".join(chunks)
         except docker.errors.NotFound:
-            archive = b""
+            archive = b""  # no such directory: reported by parse_layer
     finally:
-        client.api.remove_container(container["Id"], force=True)
+        engine.api.remove_container(container["Id"], force=True)
     return parse_layer(archive, labels, image)
-
-
-def declared_parameter_sets(declarations) -> list[list[dict]]:
-    """Per deployment: its parameters, then each schedule's (schedule values override)."""
-    return [[d.parameters] + [{**d.parameters, **s.parameters} for s in d.schedules if s.parameters]
-            for d in declarations.deployments]

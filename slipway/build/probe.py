@@ -1,0 +1,138 @@
+"""The entry-point probe: every deployment's entry point imported INSIDE the image, in one container.
+
+One throw-away container (no network) runs a script on stdin that loads each entry point with Prefect's
+`load_flow_from_entrypoint` and reports the flow's name and parameter schema, and whether the declared
+parameters pass `flow.validate_parameters`. The image is the truth: a flow that imports on a laptop but
+misses a package in the image is found here. The build runs it once and records the result in the release
+layer (build/release_layer.py); deploy, plan and rollback read that instead of importing the flows again.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import time
+from typing import Any
+
+from requests.exceptions import ConnectionError as HttpConnectionError
+
+from slipway.errors import SlipwayError
+from slipway.project.declarations import Declarations
+
+PROBE_MARKER = "SLIPWAY-PROBE-RESULT "
+PROBE_TIMEOUT_SECONDS = 300
+PROBE_LABEL = "io.slipway.purpose"
+
+# Runs inside the image with its own Python (the first `python` on its PATH), in the app directory.
+# Flow modules may print on import: stdout of imports is sent to stderr and the result is one marked line.
+_PROBE_SCRIPT = r'''
+import contextlib, json, os, sys, traceback
+REQUESTS = json.loads(__REQUESTS__)
+sys.path.insert(0, os.getcwd())
+
+
+def summarize(exc):
+    inner = getattr(exc, "user_exc", None) or exc.__cause__ or exc
+    text = f"{type(inner).__name__}: {inner}"
+    return " ".join(text.split())[:500]
+
+
+results = []
+for request in REQUESTS:
+    result = {"entrypoint": request["entrypoint"]}
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            from prefect.flows import load_flow_from_entrypoint
+            flow = load_flow_from_entrypoint(request["entrypoint"], use_placeholder_flow=False)
+        schema = flow.parameters.model_dump(mode="json", exclude_unset=True)
+        result["flow_name"] = flow.name
+        result["parameter_schema"] = schema
+        checks = []
+        required = set(schema.get("required") or [])
+        for params in request["parameter_sets"]:
+            if not required <= set(params):
+                checks.append(None)  # required parameters arrive with the run: the schema check covers the rest
+                continue
+            try:
+                with contextlib.redirect_stdout(sys.stderr):
+                    flow.validate_parameters(params)
+                checks.append("")
+            except Exception as exc:
+                checks.append(summarize(exc))
+        result["parameter_checks"] = checks
+    except BaseException as exc:
+        result["error"] = summarize(exc)
+        traceback.print_exc(file=sys.stderr)
+    results.append(result)
+print("__MARKER__" + json.dumps(results), flush=True)
+'''
+
+
+def probe_script(items: list[dict[str, Any]]) -> str:
+    return (_PROBE_SCRIPT.replace("__REQUESTS__", repr(json.dumps(items)))
+            .replace("__MARKER__", PROBE_MARKER))
+
+
+def run_probe(client, image: str, app_dir: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Run the probe in ONE container of `image` for all entry points; return one result per request.
+
+    The script goes in on stdin (`python -`), so nothing about the deployments shows in a process list;
+    the container has no network, runs in `app_dir` (entry points are relative to it) and is removed afterwards.
+    """
+    import docker
+
+    try:
+        created = client.api.create_container(
+            image, command=["-"], entrypoint=["python"], stdin_open=True, network_disabled=True,
+            working_dir=app_dir, labels={PROBE_LABEL: "entrypoint-probe"},
+        )
+    except docker.errors.ImageNotFound as exc:
+        raise SlipwayError(f"image {image} is not in the local Docker engine",
+                           "run `make image` (python build.py image) first") from exc
+    except docker.errors.APIError as exc:
+        raise SlipwayError(f"cannot start a container of {image}: {exc.explanation or exc}",
+                           "check the Docker engine (`docker info`) and its free disk space") from exc
+    cid = created["Id"]
+    try:
+        sock = client.api.attach_socket(cid, params={"stdin": 1, "stream": 1})
+        client.api.start(cid)
+        raw = getattr(sock, "_sock", sock)
+        raw.sendall(probe_script(items).encode())
+        try:
+            raw.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        raw.close()
+        try:
+            status = client.api.wait(cid, timeout=PROBE_TIMEOUT_SECONDS)
+        except HttpConnectionError as exc:  # docker-py's read timeout (requests' ReadTimeout)
+            raise SlipwayError(f"importing the flows in {image} took longer than {PROBE_TIMEOUT_SECONDS}s",
+                               "check for flow modules that do work at import time") from exc
+        stdout = client.api.logs(cid, stdout=True, stderr=False).decode(errors="replace")
+        deadline = time.monotonic() + 5
+        while PROBE_MARKER not in stdout and status.get("StatusCode") == 0 and time.monotonic() < deadline:
+            # dockerd 20.10 can answer `wait` before a short-lived container's output reaches its log.
+            time.sleep(0.05)
+            stdout = client.api.logs(cid, stdout=True, stderr=False).decode(errors="replace")
+        stderr = client.api.logs(cid, stdout=False, stderr=True).decode(errors="replace")
+    finally:
+        try:
+            client.api.remove_container(cid, force=True)
+        except docker.errors.APIError:
+            pass
+    for line in stdout.splitlines():
+        if line.startswith(PROBE_MARKER):
+            return json.loads(line[len(PROBE_MARKER):])
+    last = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit status {status.get('StatusCode')}"
+    raise SlipwayError(f"the entry-point probe failed in {image}: {last}",
+                       f"the image needs a Python with prefect first on its PATH, and its content in {app_dir}")
+
+
+def probe_requests(declarations: Declarations) -> list[dict]:
+    """What to ask the probe, per declared deployment: its entry point, and the parameter sets to check
+    with the flow's own validation (the deployment's parameters, then each schedule's over them)."""
+    return [{"entrypoint": d.entrypoint,
+             "parameter_sets": [d.parameters] + [{**d.parameters, **s.parameters} for s in d.schedules
+                                                 if s.parameters]}
+            for d in declarations.deployments]
+
+

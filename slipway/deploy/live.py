@@ -1,0 +1,90 @@
+"""What Prefect holds: the work pool and deployments as read from its API, as plain data.
+
+The plan compares these with deploy/desired.py's values; nothing here imports Prefect except the two
+converters from Prefect's response models, which run only where a real server was read.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from slipway.deploy.desired import ScheduleSpec
+
+
+@dataclass(frozen=True)
+class LiveSchedule:
+    id: str
+    slug: str | None
+    active: bool
+    parameters: dict[str, Any]
+    schedule: ScheduleSpec
+
+
+@dataclass(frozen=True)
+class LiveDeployment:
+    id: str
+    flow_name: str
+    name: str
+    version: str | None = None
+    description: str | None = None
+    tags: list[str] = field(default_factory=list)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    parameter_openapi_schema: dict[str, Any] | None = None
+    job_variables: dict[str, Any] = field(default_factory=dict)
+    work_pool_name: str | None = None
+    work_queue_name: str | None = None
+    entrypoint: str | None = None
+    path: str | None = None
+    pull_steps: list[dict[str, Any]] | None = None
+    concurrency_limit: int | None = None
+    enforce_parameter_schema: bool = True
+    paused: bool = False
+    schedules: list[LiveSchedule] = field(default_factory=list)
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.flow_name}/{self.name}"
+
+    @property
+    def image(self) -> str:
+        return (self.job_variables or {}).get("image") or ""
+
+
+@dataclass(frozen=True)
+class LivePool:
+    name: str
+    type: str
+    base_job_template: dict[str, Any]
+
+
+def deployment_from_response(response, flow_name: str) -> LiveDeployment:
+    """A Prefect `DeploymentResponse` as plain data."""
+    # `concurrency_limit` on the response is deprecated: the limit lives in a global concurrency limit.
+    gcl = getattr(response, "global_concurrency_limit", None)
+    return LiveDeployment(
+        id=str(response.id),
+        flow_name=flow_name,
+        name=response.name,
+        version=response.version,
+        description=response.description,
+        tags=list(response.tags or []),
+        parameters=dict(response.parameters or {}),
+        parameter_openapi_schema=response.parameter_openapi_schema,
+        job_variables=dict(response.job_variables or {}),
+        work_pool_name=response.work_pool_name,
+        work_queue_name=response.work_queue_name,
+        entrypoint=response.entrypoint,
+        path=response.path,
+        pull_steps=response.pull_steps,
+        concurrency_limit=gcl.limit if gcl is not None else None,
+        enforce_parameter_schema=bool(response.enforce_parameter_schema),
+        paused=bool(response.paused),
+        schedules=[LiveSchedule(id=str(s.id), slug=s.slug, active=bool(s.active),
+                                parameters=dict(s.parameters or {}),
+                                schedule=ScheduleSpec.from_api(s.schedule.model_dump()))
+                   for s in response.schedules or []],
+    )
+
+
+def pool_from_response(response) -> LivePool:
+    return LivePool(name=response.name, type=response.type, base_job_template=response.base_job_template or {})

@@ -1,0 +1,289 @@
+"""Every call slipway makes to Prefect, through Prefect's own client: `PrefectApi`.
+
+One `PrefectApi` per run (`PrefectApi.connect`), checked to answer before anything else is done. Reads come
+back as plain data (deploy/live.py) and go in pages and concurrently; writes take a plan row
+(deploy/plan.py) and send only what changed. Unit tests use the test kit's fake with the same methods.
+
+Retries are slipway's, not the client's (its own are turned off for the whole session):
+- a read is sent again after any transport error, 429 or 5xx;
+- a write only when the server certainly did not apply it — it refused it (503 database locked, 429 rate
+  limited, 502 from a proxy) or the connection never opened — after 0.1 s, 0.2 s, 0.4 s... or the server's
+  `Retry-After`. A write that may have landed is never sent twice: a schedule created twice is two schedules.
+"""
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import anyio
+
+from slipway.deploy.desired import DEFAULT_WORK_QUEUE, DesiredDeployment
+from slipway.deploy.live import LiveDeployment, LivePool, deployment_from_response, pool_from_response
+from slipway.deploy.plan import PlanRow, PoolPlan
+from slipway.errors import SlipwayError
+from slipway.project.config import CONFIG_FILE, PrefectConfig
+
+READ_CONCURRENCY = 8
+PAGE_SIZE = 200  # the server's default (and maximum) page for filters
+WRITE_ATTEMPTS = 7
+FIRST_RETRY_SECONDS = 0.1
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PrefectSettings:
+    """How to reach one environment's Prefect API (slipway.yaml `environments.<env>.prefect`)."""
+
+    env_name: str
+    config: PrefectConfig
+
+    @property
+    def api_url(self) -> str:
+        return self.config.api_url
+
+    @property
+    def field(self) -> str:
+        return f"{CONFIG_FILE}: environments.{self.env_name}.prefect"
+
+    def credentials(self) -> dict[str, str]:
+        """The client's credentials from the environment variables the configuration names (never a file):
+        an API key for Prefect Cloud, or a basic-auth string for a self-hosted server with authentication."""
+        out = {}
+        for key, name, what in (("api_key", self.config.api_key_env, "the Prefect Cloud API key"),
+                                ("auth_string", self.config.auth_string_env,
+                                 "the server's basic-auth string (user:password)")):
+            if not name:
+                continue
+            value = os.environ.get(name)
+            if not value:
+                which = "api_key_env" if key == "api_key" else "auth_string_env"
+                raise SlipwayError(f"{self.field}.{which}: ${name} is not set",
+                                   f"export {name} with {what} (never put it in a file)")
+            out[key] = value
+        return out
+
+
+class PrefectApi:
+    """The Prefect calls of one run, over one PrefectClient."""
+
+    def __init__(self, client, settings: PrefectSettings):
+        self.client = client
+        self.settings = settings
+        self._reads = anyio.CapacityLimiter(READ_CONCURRENCY)
+        self._writes = anyio.CapacityLimiter(settings.config.write_concurrency)
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(cls, settings: PrefectSettings) -> AsyncIterator[PrefectApi]:
+        """A client for the environment's API, checked to answer before anything else is done."""
+        from prefect.client.orchestration import PrefectClient
+
+        credentials = settings.credentials()
+        with client_retries_off():
+            async with PrefectClient(api=settings.api_url, **credentials) as client:
+                failure = await client.api_healthcheck()
+                if failure is not None:
+                    reason = " ".join(str(failure).split())[:200] or type(failure).__name__
+                    raise SlipwayError(
+                        f"the Prefect API at {settings.api_url} ({settings.field}.api_url) does not answer: {reason}",
+                        "start it (`make up` for the local one) or fix api_url; nothing was changed") from failure
+                yield cls(client, settings)
+
+    # -- reads ---------------------------------------------------------------------------------------------
+
+    async def read_work_pool(self, name: str) -> LivePool | None:
+        from prefect.exceptions import ObjectNotFound
+
+        try:
+            return pool_from_response(await self._read(self.client.read_work_pool, name))
+        except ObjectNotFound:
+            return None
+
+    async def read_deployments(self, names: list[str]) -> dict[str, LiveDeployment | None]:
+        """`<flow>/<deployment>` -> the deployment, or None when it does not exist yet. Reads a page of up to
+        200 deployments per request (filtered by those flow and deployment names), not one per deployment."""
+        from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowFilter, FlowFilterName
+
+        found: dict[str, LiveDeployment | None] = dict.fromkeys(names)
+        if not names:
+            return found
+        flow_names = sorted({n.split("/", 1)[0] for n in names})
+        deployment_names = sorted({n.split("/", 1)[1] for n in names})
+        for live in await self._deployments(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=flow_names)),
+                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=deployment_names))):
+            if live.full_name in found:
+                found[live.full_name] = live
+        return found
+
+    async def deployments_in_pool(self, pool: str) -> list[LiveDeployment]:
+        """Every deployment in the work pool (in pages)."""
+        from prefect.client.schemas.filters import WorkPoolFilter, WorkPoolFilterName
+
+        return await self._deployments(work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])))
+
+    async def _deployments(self, **filters) -> list[LiveDeployment]:
+        from prefect.client.schemas.filters import FlowFilter, FlowFilterId
+        from prefect.client.schemas.sorting import DeploymentSort
+
+        responses = []
+        offset = 0
+        while True:
+            page = await self._read(self.client.read_deployments, **filters, limit=PAGE_SIZE, offset=offset,
+                                    sort=DeploymentSort.NAME_ASC)
+            responses += page
+            if len(page) < PAGE_SIZE:
+                break
+            offset += PAGE_SIZE
+        flow_ids = sorted({r.flow_id for r in responses}, key=str)
+        flow_names: dict = {}
+        for start in range(0, len(flow_ids), PAGE_SIZE):
+            ids = flow_ids[start:start + PAGE_SIZE]
+            for flow in await self._read(self.client.read_flows, flow_filter=FlowFilter(id=FlowFilterId(any_=ids)),
+                                         limit=PAGE_SIZE):
+                flow_names[flow.id] = flow.name
+        return [deployment_from_response(r, flow_names.get(r.flow_id, "?")) for r in responses]
+
+    async def _read(self, call: Callable[..., Awaitable[T]], *args, **kwargs) -> T:
+        async with self._reads:
+            for attempt in range(WRITE_ATTEMPTS):
+                try:
+                    return await call(*args, **kwargs)
+                except Exception as exc:
+                    if attempt == WRITE_ATTEMPTS - 1 or not _read_again(exc):
+                        raise
+                    await anyio.sleep(_wait(exc, attempt))
+        raise AssertionError("unreachable")
+
+    # -- writes --------------------------------------------------------------------------------------------
+
+    async def write(self, what: str, call: Callable[..., Awaitable[T]], *args, **kwargs) -> T:
+        """`await call(*args, **kwargs)`, one write, sent again only while the server did not apply it; a
+        failure is a SlipwayError naming `what` (the module doc has the rules)."""
+        async with self._writes:
+            for attempt in range(WRITE_ATTEMPTS):
+                try:
+                    return await call(*args, **kwargs)
+                except Exception as exc:
+                    if isinstance(exc, SlipwayError):
+                        raise
+                    if attempt == WRITE_ATTEMPTS - 1 or not not_applied(exc):
+                        raise explain_http_error(exc, what) from exc
+                    await anyio.sleep(_wait(exc, attempt))
+        raise AssertionError("unreachable")
+
+    async def apply_pool(self, plan: PoolPlan) -> None:
+        from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
+
+        if plan.action == "created":
+            await self.write(f"create work pool '{plan.name}'", self.client.create_work_pool,
+                             WorkPoolCreate(name=plan.name, type=plan.type, base_job_template=plan.template))
+        elif plan.action == "updated":
+            await self.write(f"update work pool '{plan.name}'", self.client.update_work_pool, plan.name,
+                             WorkPoolUpdate(base_job_template=plan.template))
+
+    async def flow_id(self, flow_name: str, cache: dict[str, Any]) -> Any:
+        if flow_name not in cache:  # one flow lookup per flow, not one per deployment
+            cache[flow_name] = await self.write(f"create flow '{flow_name}'", self.client.create_flow_from_name,
+                                                flow_name)
+        return cache[flow_name]
+
+    async def create_deployment(self, want: DesiredDeployment, flow_ids: dict[str, Any]) -> str:
+        flow_id = await self.flow_id(want.flow_name, flow_ids)
+        deployment_id = await self.write(
+            f"create deployment {want.full_name}", self.client.create_deployment,
+            flow_id=flow_id,
+            name=want.name,
+            version=want.version,
+            schedules=[s.create_action() for s in want.schedules],
+            concurrency_limit=want.concurrency_limit,
+            parameters=want.parameters,
+            description=want.description,
+            work_queue_name=want.work_queue_name,
+            work_pool_name=want.work_pool_name,
+            tags=want.tags,
+            entrypoint=want.entrypoint,
+            parameter_openapi_schema=want.parameter_openapi_schema,
+            pull_steps=want.pull_steps,
+            enforce_parameter_schema=want.enforce_parameter_schema,
+            job_variables=want.job_variables,
+        )
+        return str(deployment_id)
+
+    async def update_deployment(self, row: PlanRow) -> None:
+        """One PATCH with only the changed fields, then the schedule operations one by one."""
+        from prefect.client.schemas.actions import DeploymentUpdate
+
+        want, what = row.desired, f"update deployment {row.name}"
+        fields = {k: v for k, v in row.fields.items() if k not in ("work_pool_name", "work_queue_name")}
+        if "work_pool_name" in row.fields or "work_queue_name" in row.fields:
+            fields["work_pool_name"] = want.work_pool_name
+            fields["work_queue_name"] = want.work_queue_name or DEFAULT_WORK_QUEUE
+        if fields:
+            # Only the changed fields are sent (exclude_unset): no `schedules` key, so the server keeps them.
+            await self.write(what, self.client.update_deployment, row.id, DeploymentUpdate(**fields))
+        ops = row.schedules
+        for have in ops.delete:
+            await self.write(what, self.client.delete_deployment_schedule, row.id, have.id)
+        for have, want_s, changed in ops.update:
+            await self.write(
+                what, self.client.update_deployment_schedule, row.id, have.id,
+                schedule=want_s.decl.to_prefect() if "schedule" in changed else None,
+                active=want_s.decl.active if "active" in changed else None,
+                parameters=dict(want_s.decl.parameters) if "parameters" in changed else None,
+            )
+        if ops.create:
+            await self.write(what, self.client.create_deployment_schedules, row.id,
+                             [s.create_action() for s in ops.create])
+
+    async def pause_deployment(self, deployment_id: str, name: str) -> None:
+        await self.write(f"pause deployment {name}", self.client.pause_deployment, deployment_id)
+
+
+@contextmanager
+def client_retries_off() -> Iterator[None]:
+    """Prefect's client retries a refused request itself (2 s, then 4 s...): off, so that `write` decides."""
+    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
+    with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 0}):
+        yield
+
+
+def not_applied(exc: Exception) -> bool:
+    """The server certainly did not apply the write (see the module doc)."""
+    import httpx
+
+    if isinstance(exc, httpx.HTTPStatusError):
+        return exc.response.status_code in (429, 502, 503)
+    return isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+
+
+def _read_again(exc: Exception) -> bool:
+    import httpx
+
+    if isinstance(exc, httpx.HTTPStatusError):
+        return exc.response.status_code == 429 or exc.response.status_code >= 500
+    return isinstance(exc, httpx.TransportError)
+
+
+def _wait(exc: Exception, attempt: int) -> float:
+    after = getattr(getattr(exc, "response", None), "headers", {}).get("Retry-After", "")
+    wait = float(after) if after.replace(".", "", 1).isdigit() else FIRST_RETRY_SECONDS * 2 ** attempt
+    return wait * (1 + random.random() / 2)
+
+
+def explain_http_error(exc: Exception, what: str) -> SlipwayError:
+    import httpx
+
+    if isinstance(exc, httpx.HTTPStatusError):
+        body = " ".join(exc.response.text.split())
+        detail = f"HTTP {exc.response.status_code}: {body[:300]}"
+    else:
+        detail = f"{type(exc).__name__}: {exc}"
+    return SlipwayError(f"Prefect refused to {what}: {detail}",
+                        "fix what the server names, or check its health; then run the same command again")

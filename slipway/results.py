@@ -1,0 +1,89 @@
+"""What each verb prints: its `--json` object and its human summary, derived in one place from the typed
+values the pipeline returns (slipway/pipeline.py). The JSON keys are a contract CI scripts rely on: they
+are documented in README.md ('Commands') and tested.
+"""
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from slipway.build.image import BuiltImage
+from slipway.deploy.plan import Plan, PlanRow
+from slipway.registry.push import PushedImage
+from slipway.registry.releases import Release
+
+
+def image_json(built: BuiltImage) -> dict[str, Any]:
+    return {"image": built.reference, "tags": built.tags, "revision": built.revision, "image_id": built.image_id}
+
+
+def image_human(built: BuiltImage) -> str:
+    return "\n".join(f"{built.name}:{t}" for t in built.tags)
+
+
+def push_json(pushed: PushedImage) -> dict[str, Any]:
+    return {"repository": pushed.repository, "digest": pushed.digest, "reference": pushed.reference,
+            "tags": pushed.tags}
+
+
+def push_human(pushed: PushedImage) -> str:
+    return f"{pushed.reference}\ntags: {', '.join(pushed.tags)}"
+
+
+def _pool(plan: Plan) -> dict[str, Any]:
+    return {"name": plan.pool.name, "action": plan.pool.action, "changes": plan.pool.changes}
+
+
+def _row(row: PlanRow, changes: bool) -> dict[str, Any]:
+    out = {"name": row.name, "id": row.id, "action": row.action}
+    if changes:
+        out["changes"] = row.changes
+    return out
+
+
+def plan_json(plan: Plan, pushed: bool) -> dict[str, Any]:
+    return {"environment": plan.environment, "reference": plan.reference, "work_pool": _pool(plan),
+            "deployments": [_row(r, changes=True) for r in plan.rows], "pushed": pushed}
+
+
+def deploy_json(plan: Plan) -> dict[str, Any]:
+    return {"reference": plan.reference, "work_pool": _pool(plan),
+            "deployments": [_row(r, changes=False) for r in plan.rows]}
+
+
+def rollback_json(plan: Plan, release: Release) -> dict[str, Any]:
+    return {"reference": plan.reference, "revision": release.revision, "work_pool": _pool(plan),
+            "deployments": [_row(r, changes=False) for r in plan.rows],
+            "paused": sorted(d.full_name for d in plan.to_pause)}
+
+
+def plan_human(plan: Plan, verb: str, reference_text: str | None = None) -> str:
+    out = io.StringIO()
+    out.write(f"{plan.environment}: {reference_text or plan.reference}\n")
+    out.write(f"  work pool {plan.pool.name}: {plan.pool.action}\n")
+    width = max((len(r.name) for r in plan.rows), default=0)
+    for row in plan.rows:
+        changes = f" ({', '.join(row.changes)})" if row.changes else ""
+        out.write(f"  {row.name:<{width}}  {row.action}{changes}\n")
+    for live in plan.to_pause:
+        out.write(f"  {live.full_name:<{width}}  paused (not in this release)\n")
+    tally = ", ".join(f"{n} {a}" for a, n in sorted(plan.counts().items()))
+    prefix = "would be: " if verb == "plan" else ""
+    out.write(f"{prefix}{tally}" + (" (nothing written)" if verb == "plan" else "") + "\n")
+    return out.getvalue()
+
+
+def releases_json(releases: list[Release], live: set[str]) -> list[dict[str, Any]]:
+    return [{"revision": r.revision, "tags": r.sorted_tags(), "digest": r.digest, "created": r.created,
+             "live": r.digest in live} for r in releases]
+
+
+def releases_human(releases: list[Release], live: set[str], repository: str, api_url: str) -> str:
+    lines = [f"{'':2}{'revision':<13} {'created':<26} {'digest':<20} tags"]
+    for r in releases:
+        lines.append(f"{'*' if r.digest in live else ' ':2}{(r.revision or '?')[:12]:<13} {r.created or '?':<26} "
+                     f"{r.digest[:19]:<20} {', '.join(r.sorted_tags())}")
+    if not releases:
+        lines.append(f"  (no releases in {repository})")
+    lines.append("* live: pinned by the active deployments in " + api_url)
+    return "\n".join(lines)

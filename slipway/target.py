@@ -1,0 +1,50 @@
+"""One environment of slipway.yaml, resolved once per run and handed to every step: the Target.
+
+It holds the environment's settings, its one registry client (one token cache: ECR and ACR tokens are
+fetched once per run) and how to reach its Prefect API. Nothing downstream looks the environment up again.
+Tests build a Target from the test kit's fakes (a registry of tag -> digest and blobs, an in-memory Prefect).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+
+from slipway.deploy.prefect_api import PrefectApi, PrefectSettings
+from slipway.project.config import LOCAL_ENVIRONMENT, EnvironmentConfig, Project
+from slipway.registry import RegistryClient, registry_client
+
+PrefectConnector = Callable[[PrefectSettings], AbstractAsyncContextManager[PrefectApi]]
+
+
+@dataclass
+class Target:
+    name: str
+    env: EnvironmentConfig
+    registry: RegistryClient
+    prefect: PrefectSettings
+    connector: PrefectConnector  # PrefectApi.connect, or a fake's
+
+    @property
+    def repository(self) -> str:
+        """`<registry host>/<repository>`: what image references in this environment start with."""
+        return self.env.image_repository()
+
+    @property
+    def accepts_dirty(self) -> bool:
+        """Only the developer's own `local` environment takes images built from uncommitted changes."""
+        return self.name == LOCAL_ENVIRONMENT
+
+    def reference(self, digest: str) -> str:
+        return f"{self.repository}@{digest}"
+
+    def connect(self) -> AbstractAsyncContextManager[PrefectApi]:
+        """The run's one Prefect client (checked to answer), as an async context manager."""
+        return self.connector(self.prefect)
+
+
+def open_target(project: Project, name: str) -> Target:
+    """The real Target for environment `name`: an unknown name is one error listing the known ones."""
+    env = project.environment(name)
+    return Target(name, env, registry_client(env, name), PrefectSettings(name, env.prefect), PrefectApi.connect)
+

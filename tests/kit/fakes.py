@@ -1,0 +1,196 @@
+"""Fakes for the fast unit tests of planning logic (no Docker, no server): they stand in for the two
+collaborators a Target holds, with the same methods slipway calls.
+
+- `FakeRegistry`: a repository as tag -> digest, manifests and blobs in memory (what RegistryClient reads).
+- `FakePrefect`: work pools and deployments in memory (what deploy/prefect_api.PrefectApi reads and writes),
+  recording every write.
+
+They prove the planning rules (push plan, release history, tag resolution, downgrade guard, rollback plan,
+deployment diff), not a server's or a registry's behaviour: the integration tests do that against real ones.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from typing import Any
+
+from slipway.build import release_layer
+from slipway.build.image import CREATED_LABEL, REVISION_LABEL, SOURCE_LABEL, VERSION_LABEL
+from slipway.deploy.desired import DEFAULT_WORK_QUEUE, DesiredDeployment, ScheduleSpec
+from slipway.deploy.live import LiveDeployment, LivePool, LiveSchedule
+from slipway.deploy.plan import PlanRow, PoolPlan
+from slipway.errors import SlipwayError
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class FakeRegistry:
+    """One repository of a registry, in memory."""
+
+    kind = "fake"
+
+    def __init__(self, host: str = "registry.test", repository: str = "team/app"):
+        self.host, self.repository = host, repository
+        self.tags: dict[str, str] = {}
+        self.manifests: dict[str, dict] = {}
+        self.blobs: dict[str, bytes] = {}
+        self.reads: list[str] = []  # every blob digest read, in order
+
+    # -- filling it ----------------------------------------------------------------------------------------
+
+    def add_release(self, sha: str, tags: list[str] | None = None, created: str = "2026-01-01T00:00:00+00:00",
+                    version: str | None = None, layer: release_layer.ReleaseLayer | None = None,
+                    labels: dict[str, str] | None = None) -> str:
+        """An image like `make image` builds for commit `sha`: labels in its config, the release layer last."""
+        files = layer.files if layer else {"slipway.yaml": "", "deployments.yaml": ""}
+        layer = layer or release_layer.ReleaseLayer(files, [])
+        config_labels = {REVISION_LABEL: sha, CREATED_LABEL: created, VERSION_LABEL: version or sha[:12],
+                         SOURCE_LABEL: "https://example.invalid/repo.git",
+                         release_layer.HASH_LABEL: layer.config_hash, **(labels or {})}
+        config = json.dumps({"config": {"Labels": config_labels}}).encode()
+        blob = _tar({f"opt/prefect/.slipway/{n}": d for n, d in release_layer.layer_files(layer).items()})
+        self.blobs[_digest(config)] = config
+        self.blobs[_digest(blob)] = blob
+        base = b"a content layer " + sha.encode()
+        self.blobs[_digest(base)] = base
+        manifest = {"schemaVersion": 2, "config": {"digest": _digest(config), "size": len(config)},
+                    "layers": [{"digest": _digest(base), "size": len(base)},
+                               {"digest": _digest(blob), "size": len(blob)}]}
+        digest = _digest(json.dumps(manifest, sort_keys=True).encode())
+        self.manifests[digest] = manifest
+        for tag in tags or [sha, sha[:12]]:
+            self.tags[tag] = digest
+        return digest
+
+    # -- what slipway calls --------------------------------------------------------------------------------
+
+    def check_access(self) -> None:
+        pass
+
+    def manifest_digest(self, tag: str) -> str | None:
+        if tag.startswith("sha256:"):
+            return tag if tag in self.manifests else None
+        return self.tags.get(tag)
+
+    def list_tags(self) -> list[str]:
+        return sorted(self.tags)
+
+    def get_manifest(self, reference: str) -> dict:
+        digest = self.manifest_digest(reference)
+        if digest is None:
+            raise SlipwayError(f"{self.host}/{self.repository} has no manifest {reference}", "push it")
+        return self.manifests[digest]
+
+    def get_blob(self, digest: str) -> bytes:
+        self.reads.append(digest)
+        return self.blobs[digest]
+
+    def tags_immutable(self) -> bool:
+        return False
+
+    def ensure_repository(self) -> dict:
+        return {"repository": self.repository, "created": False}
+
+    def auth_config(self) -> None:
+        return None
+
+
+def _tar(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path, data in files.items():
+            info = tarfile.TarInfo(path)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+class FakePrefect:
+    """Work pools and deployments in memory, behind PrefectApi's methods; `writes` records each write."""
+
+    def __init__(self):
+        self.pools: dict[str, LivePool] = {}
+        self.deployments: dict[str, LiveDeployment] = {}  # by id
+        self.writes: list[tuple[str, str]] = []  # (what, name)
+        self.fail_on: set[str] = set()  # deployment names whose write fails (a server refusing it)
+
+    def connector(self, settings):
+        """What Target.connector is: settings -> an async context manager yielding this fake."""
+        @asynccontextmanager
+        async def connect():
+            yield self
+        return connect()
+
+    # -- filling it ----------------------------------------------------------------------------------------
+
+    def add(self, flow_name: str, name: str, image: str = "", pool: str = "pool", paused: bool = False,
+            **fields: Any) -> LiveDeployment:
+        live = LiveDeployment(id=str(uuid.uuid4()), flow_name=flow_name, name=name, work_pool_name=pool,
+                              job_variables={"image": image} if image else {}, paused=paused, **fields)
+        self.deployments[live.id] = live
+        return live
+
+    def by_name(self, full_name: str) -> LiveDeployment | None:
+        return next((d for d in self.deployments.values() if d.full_name == full_name), None)
+
+    # -- reads ---------------------------------------------------------------------------------------------
+
+    async def read_work_pool(self, name: str) -> LivePool | None:
+        return self.pools.get(name)
+
+    async def read_deployments(self, names: list[str]) -> dict[str, LiveDeployment | None]:
+        return {name: self.by_name(name) for name in names}
+
+    async def deployments_in_pool(self, pool: str) -> list[LiveDeployment]:
+        return [d for d in self.deployments.values() if d.work_pool_name == pool]
+
+    # -- writes --------------------------------------------------------------------------------------------
+
+    def _check(self, name: str) -> None:
+        if name in self.fail_on:
+            raise SlipwayError(f"Prefect refused to write deployment {name}: HTTP 500", "check the server")
+
+    async def apply_pool(self, plan: PoolPlan) -> None:
+        self.writes.append((f"pool {plan.action}", plan.name))
+        self.pools[plan.name] = LivePool(plan.name, plan.type, plan.template or {})
+
+    async def create_deployment(self, want: DesiredDeployment, flow_ids: dict[str, Any]) -> str:
+        self._check(want.full_name)
+        live = _live_from(want, str(uuid.uuid4()))
+        self.deployments[live.id] = live
+        self.writes.append(("create", want.full_name))
+        return live.id
+
+    async def update_deployment(self, row: PlanRow) -> None:
+        self._check(row.name)
+        self.deployments[row.id] = _live_from(row.desired, row.id, paused=self.deployments[row.id].paused)
+        self.writes.append(("update", row.name))
+
+    async def pause_deployment(self, deployment_id: str, name: str) -> None:
+        self.deployments[deployment_id] = replace(self.deployments[deployment_id], paused=True)
+        self.writes.append(("pause", name))
+
+
+def _live_from(want: DesiredDeployment, deployment_id: str, paused: bool = False) -> LiveDeployment:
+    schedules = []
+    for s in want.schedules:
+        decl = s.decl
+        spec = ScheduleSpec("cron", cron=decl.cron, day_or=decl.day_or is not False, timezone=decl.timezone) \
+            if decl.cron else ScheduleSpec("interval", interval=decl.interval.total_seconds(),
+                                           anchor_date=decl.anchor_date, timezone=decl.timezone) \
+            if decl.interval else ScheduleSpec("rrule", rrule=decl.rrule, timezone=decl.timezone)
+        schedules.append(LiveSchedule(str(uuid.uuid4()), s.slug, decl.active is not False, dict(decl.parameters), spec))
+    return LiveDeployment(
+        id=deployment_id, flow_name=want.flow_name, name=want.name, version=want.version,
+        description=want.description, tags=list(want.tags), parameters=dict(want.parameters),
+        parameter_openapi_schema=want.parameter_openapi_schema, job_variables=dict(want.job_variables),
+        work_pool_name=want.work_pool_name, work_queue_name=want.work_queue_name or DEFAULT_WORK_QUEUE,
+        entrypoint=want.entrypoint, pull_steps=want.pull_steps, concurrency_limit=want.concurrency_limit,
+        enforce_parameter_schema=want.enforce_parameter_schema, paused=paused, schedules=schedules)
