@@ -19,9 +19,10 @@ import traceback
 from pathlib import Path
 
 from bench import image_build, register, release, rollback
-from bench.common import REPO_ROOT, median, table
+from bench.common import median, table
 from bench.project import BenchRepo
 from bench.stack import bench_stack
+from tests.kit.repo import REPO_ROOT
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runs = args.runs or (1 if args.quick else 3)
 
-    from slipway.base import ensure_base
+    from slipway.build.base import ensure_base
     from slipway.build.engine import docker_client
     from slipway.output import Reporter
     from slipway.project.config import load_project

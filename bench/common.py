@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmarks: timing, medians, tables, and a scratch copy of the repository."""
+"""Helpers shared by the benchmarks: timing, medians and tables. Repositories and services come from the test
+kit (tests/kit/), which the benchmarks share with the tests."""
 from __future__ import annotations
 
 import statistics
@@ -7,8 +8,6 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-
-from tests.kit.repo import REPO_ROOT, git, snapshot_repo  # noqa: F401  (re-exported for the benchmarks)
 
 PYTHON = sys.executable  # the venv's interpreter: both tools run from it
 
@@ -53,10 +52,3 @@ def table(title: str, header: list[str], rows: list[list]) -> str:
             out.append(line)
     out.append(line)
     return "\n".join(out)
-
-
-def change_a_flow(repo: Path, marker: str) -> None:
-    """A one-line code change to a flow, committed: what a typical code-only release looks like."""
-    flow = repo / "flows" / "extract_load.py"
-    flow.write_text(flow.read_text() + f"\n# bench change {marker}\n")
-    git(repo, "commit", "-q", "-am", f"bench change {marker}")

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import yaml
 
-from bench.common import change_a_flow, git, median, snapshot_repo, stopwatch, table
+from bench.common import median, stopwatch, table
+from slipway import pipeline
 from slipway.build.engine import docker_client
-from slipway.image import build_image
 from slipway.output import Reporter
 from slipway.project.config import load_project
 from slipway.project.git import read_git_facts
+from tests.kit.repo import change_a_flow, git, snapshot_repo
 
 
 class StepCounter(Reporter):
@@ -39,7 +40,7 @@ def build(client, repo: Path) -> tuple[float, StepCounter]:
     project = load_project(repo)
     counter = StepCounter()
     with stopwatch() as t:
-        build_image(client, project, read_git_facts(repo), counter)
+        pipeline.build(pipeline.Workspace(project, counter))
     return t["s"], counter
 
 
@@ -47,7 +48,7 @@ def cold_build(client, repo: Path) -> tuple[float, StepCounter]:
     """The release image with no layer cache (the base image is reused: it is built once per lock)."""
     counter = StepCounter()
     with stopwatch() as t:
-        build_image(client, load_project(repo), read_git_facts(repo), counter, nocache=True)
+        pipeline.build(pipeline.Workspace(load_project(repo), counter), nocache=True)
     return t["s"], counter
 
 

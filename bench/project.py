@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.common import git, snapshot_repo
+from tests.kit.repo import change_a_flow, commit_all, git, snapshot_repo
 
 SLIPWAY_REPOSITORY = "bench-slipway"
 PREFECT_REPOSITORY = "bench-prefect"
@@ -125,9 +125,7 @@ class BenchRepo:
         path.write_text(text)
 
     def commit(self, message: str) -> str:
-        git(self.root, "add", "-A")
-        git(self.root, "commit", "-q", "--allow-empty", "-m", message)
-        return self.sha()
+        return commit_all(self.root, message)
 
     def sha(self) -> str:
         return git(self.root, "rev-parse", "HEAD")
@@ -147,6 +145,4 @@ class BenchRepo:
 
     def change_a_flow(self, marker: str) -> str:
         """A one-line code change to a flow, committed: what a typical code-only release looks like."""
-        flow = self.root / "flows" / "extract_load.py"
-        flow.write_text(flow.read_text() + f"\n# bench change {marker}\n")
-        return self.commit(f"bench change {marker}")
+        return change_a_flow(self.root, f"bench {marker}")

@@ -1,6 +1,7 @@
-"""The benchmark's own stack, started fresh for one run and removed afterwards: a registry container (the image
-`build.py up` runs, on a random loopback port) and a Prefect server (`prefect server start` from the venv, its
-own PREFECT_HOME and SQLite database, a random port). Never ports 5000/4200: those belong to `make up`.
+"""The benchmark's own stack, started fresh for one run and removed afterwards, by the test kit
+(tests/kit/services.py): a registry container (the image `build.py up` runs) and a Prefect server container
+(the runtime base image; SQLite by default, or PostgreSQL), each on a random loopback port. Never ports
+5000/4200: those belong to `make up`.
 
 Both tools are measured against these two, so they share the registry, the server and the machine.
 Every Docker object created here is named `bench-...` (or tagged `localhost:<random port>/bench-...`) and is
@@ -9,16 +10,13 @@ removed by `BenchStack.close()`, which also stops the server.
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,42 +24,20 @@ import anyio
 import requests
 from docker.errors import ImageNotFound
 
-from bench.common import REPO_ROOT
-from slipway.stack import ScratchRegistry, start_scratch_registry
+from tests.kit import services
+from tests.kit.services import PrefectServer, Registry
 
 PREFECT_BIN = Path(sys.executable).parent / "prefect"
 PREFIX = "bench-"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(url: str, what: str, timeout: float, alive=lambda: True, logs=lambda: "") -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if not alive():
-            raise RuntimeError(f"{what} exited: {logs()[-2000:]}")
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not become healthy: {logs()[-2000:]}")
-        time.sleep(0.3)
 
 
 @dataclass
 class BenchStack:
     client: object  # docker.DockerClient
     workdir: Path  # temp dir: PREFECT_HOMEs, docker config, logs, the snapshot repository
-    registry: ScratchRegistry | None = None
-    prefect_port: int = 0
-    prefect_process: subprocess.Popen | None = None
-    prefect_log: Path | None = None
+    database: str = "sqlite"  # the Prefect server's database: "sqlite" | "postgres"
+    registry: Registry | None = None
+    server: PrefectServer | None = None
     images: set[str] = field(default_factory=set)  # image IDs built by the benchmark (removed at close)
 
     @property
@@ -74,52 +50,18 @@ class BenchStack:
 
     @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.prefect_port}/api"
+        return self.server.api_url
 
     # -- start / stop ------------------------------------------------------------------------------------
 
     def start(self) -> BenchStack:
-        self.start_registry()
-        self.start_prefect()
+        self.registry = services.start_registry(self.client, PREFIX.rstrip("-"))
+        self.server = services.start_prefect(self.client, f"{PREFIX}{self.database}", database=self.database)
         return self
 
-    def start_registry(self) -> None:
-        from slipway.output import Reporter
-        from slipway.project.config import load_project
-
-        # The same throwaway registry the tests start (slipway.stack): the image `build.py up` runs, random port.
-        self.registry = start_scratch_registry(
-            self.client, load_project(REPO_ROOT), Reporter(stream=io.StringIO()),
-            name=f"{PREFIX}registry-{uuid.uuid4().hex[:8]}", labels={"io.slipway.bench": "registry"})
-
-    def start_prefect(self) -> None:
-        home = self.workdir / "prefect-server"
-        home.mkdir()
-        self.prefect_port = free_port()
-        env = {**os.environ, "PREFECT_HOME": str(home),
-               "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home}/prefect.db",
-               "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false",
-               # INFO: uvicorn's access log, one line per request: how the benchmark counts API writes.
-               "PREFECT_SERVER_LOGGING_LEVEL": "INFO", "PREFECT_LOGGING_LEVEL": "WARNING"}
-        env.pop("PREFECT_API_URL", None)
-        self.prefect_log = home / "server.log"
-        with open(self.prefect_log, "wb") as out:
-            # --no-services: no scheduler writing flow runs, so every write counted is a tool's.
-            self.prefect_process = subprocess.Popen(
-                [str(PREFECT_BIN), "server", "start", "--host", "127.0.0.1", "--port", str(self.prefect_port),
-                 "--no-services", "--no-ui"], env=env, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True)
-        wait_for(f"{self.api_url}/health", "the bench Prefect server", 120,
-                 alive=lambda: self.prefect_process.poll() is None, logs=lambda: self.prefect_log.read_text())
-
     def close(self) -> None:
-        if self.prefect_process is not None and self.prefect_process.poll() is None:
-            self.prefect_process.terminate()
-            try:
-                self.prefect_process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.prefect_process.kill()
-                self.prefect_process.wait()
+        if self.server is not None:
+            self.server.remove()
         if self.registry is not None:
             with contextlib.suppress(Exception):  # the images below are removed even so
                 self.registry.remove()
@@ -203,7 +145,7 @@ class BenchStack:
 
     def registry_blobs(self) -> dict[str, int]:
         """Every blob the registry stores (layers, configs, manifests): digest -> bytes, read on its disk."""
-        out = self.registry.container.exec_run(
+        out = self.registry.container.get_wrapped_container().exec_run(
             ["find", "/var/lib/registry/docker/registry/v2/blobs", "-type", "f", "-name", "data",
              "-printf", "%s %h\\n"])
         blobs = {}
@@ -221,7 +163,7 @@ class BenchStack:
         return resp.json()
 
     def server_log_offset(self) -> int:
-        return self.prefect_log.stat().st_size
+        return len(self.server.logs())
 
     def api_writes_since(self, offset: int) -> dict[str, list[str]]:
         """What the server's access log shows from `offset`: successful requests that write ("METHOD /path").
@@ -230,9 +172,7 @@ class BenchStack:
         DELETE under /api/deployments); "all": every successful write (flows, work pools, automations...).
         Requests the server refused (e.g. 503 while SQLite is locked) changed nothing and are not counted."""
         time.sleep(0.3)  # the access line is written after the response
-        with open(self.prefect_log, "rb") as f:
-            f.seek(offset)
-            text = f.read().decode(errors="replace")
+        text = self.server.logs()[offset:]
         writes: dict[str, list[str]] = {"all": [], "deployments": [], "refused": []}
         for method, path, status in re.findall(r'"(POST|PATCH|PUT|DELETE) (/api/\S+) HTTP/[\d.]+" (\d{3})', text):
             if method == "POST" and re.search(r"/(filter|count|paginate|schema|validate)/?(\?|$)", path):
@@ -251,7 +191,8 @@ class BenchStack:
 
         out = []
         start = datetime.datetime.fromtimestamp(since, datetime.UTC)
-        for line in self.registry.container.logs(timestamps=True, since=int(since)).decode(errors="replace").splitlines():
+        wrapped = self.registry.container.get_wrapped_container()
+        for line in wrapped.logs(timestamps=True, since=int(since)).decode(errors="replace").splitlines():
             stamp, _, rest = line.partition(" ")
             when = datetime.datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00")
             match = re.search(r'"(GET|HEAD|PUT|PATCH|POST|DELETE) (\S+) HTTP/[\d.]+" (\d{3}) (\d+) "[^"]*" "([^"]*)"', rest)
@@ -305,9 +246,10 @@ def changed(before: dict[str, dict], after: dict[str, dict]) -> list[str]:
 
 
 @contextlib.contextmanager
-def bench_stack(client):
+def bench_stack(client, database: str = "sqlite"):
+    services.prepare(client)
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
-    stack = BenchStack(client, workdir)
+    stack = BenchStack(client, workdir, database)
     try:
         stack.start()
         yield stack

@@ -36,6 +36,7 @@ from slipway.build.release_layer import ReleaseLayer
 from slipway.deploy.apply import apply_plan
 from slipway.deploy.desired import desired_deployments
 from slipway.deploy.guard import LiveRelease, check_downgrade
+from slipway.deploy.lease import release_lease
 from slipway.deploy.plan import Plan, plan_deployments, plan_work_pool
 from slipway.deploy.prefect_api import PrefectApi
 from slipway.deploy.validate import ReleaseConfig, ValidatedRelease, check_manifests, pool_state, validate_release
@@ -217,20 +218,25 @@ async def deploy(ws: Workspace, target: Target, allow_downgrade: bool = False,
     refuse_dirty_release(ws, target)
     config = ReleaseConfig.from_project(ws.project, target.name)
     head = find_head_release(ws, target, built)
+    head_digest = head.pushed.digest if head.pushed else None
+    pool_name = config.env.work_pool.name
     async with target.connect() as api:
         validated = await validate_head(ws, target, api, head, config)
-        if not allow_downgrade:  # a stale CI job must not undo a newer release
-            await guard_downgrade(ws, target, api, config.env.work_pool.name, head.pushed and head.pushed.digest)
-        pushed = head.pushed
-        if pushed is None:  # the first write
-            pushed = await anyio.to_thread.run_sync(
-                push_image, ws.engine, target.registry, head.local, ws.commit.image_tags(), ws.reporter)
-        else:
-            ws.reporter.step(f"{pushed.reference} is in the registry: nothing to push")
-        if validated.pool.type == "kubernetes":  # validated against a placeholder: check the real Jobs
-            await check_manifests(validated, pushed.reference)
-        result = await plan_release(api, validated, pushed.reference, ws.commit, target.name, pushed.reference)
-        await apply_plan(api, result, ws.reporter)
+        if not allow_downgrade:  # a stale CI job must not undo a newer release: said before any write...
+            await guard_downgrade(ws, target, api, pool_name, head_digest)
+        async with release_lease(api, target.name, ws.reporter):
+            if not allow_downgrade:  # ...and checked again once no other release can write meanwhile
+                await guard_downgrade(ws, target, api, pool_name, head_digest)
+            pushed = head.pushed
+            if pushed is None:  # the first write to the registry
+                pushed = await anyio.to_thread.run_sync(
+                    push_image, ws.engine, target.registry, head.local, ws.commit.image_tags(), ws.reporter)
+            else:
+                ws.reporter.step(f"{pushed.reference} is in the registry: nothing to push")
+            if validated.pool.type == "kubernetes":  # validated against a placeholder: check the real Jobs
+                await check_manifests(validated, pushed.reference)
+            result = await plan_release(api, validated, pushed.reference, ws.commit, target.name, pushed.reference)
+            await apply_plan(api, result, ws.reporter)
     return result
 
 
@@ -269,12 +275,14 @@ async def rollback(ws: Workspace, target: Target, ref: str) -> RolledBack:
     async with target.connect() as api:
         pool = pool_state(config, ws.project, await api.read_work_pool(config.env.work_pool.name))
         validated = await validate_release(config, pool, layer, reference, reference, ws.reporter)
-        result = await plan_release(api, validated, reference, found.commit(ws.project.root), target.name, reference)
-        keep = {d.full_name for d in validated.deployments}
-        result.to_pause = [d for d in await api.deployments_in_pool(pool.name)
-                           if d.image.startswith(target.repository + "@") and d.full_name not in keep
-                           and not d.paused]
-        await apply_plan(api, result, ws.reporter, verb="rollback")
+        async with release_lease(api, target.name, ws.reporter):
+            result = await plan_release(api, validated, reference, found.commit(ws.project.root), target.name,
+                                        reference)
+            keep = {d.full_name for d in validated.deployments}
+            result.to_pause = [d for d in await api.deployments_in_pool(pool.name)
+                               if d.image.startswith(target.repository + "@") and d.full_name not in keep
+                               and not d.paused]
+            await apply_plan(api, result, ws.reporter, verb="rollback")
     return RolledBack(found, result)
 
 

@@ -244,6 +244,62 @@ class PrefectApi:
     async def pause_deployment(self, deployment_id: str, name: str) -> None:
         await self.write(f"pause deployment {name}", self.client.pause_deployment, deployment_id)
 
+    # -- the release lease (deploy/lease.py) ---------------------------------------------------------------
+
+    async def ensure_lock(self, name: str) -> None:
+        """A global concurrency limit of one slot named `name` (created once, kept afterwards)."""
+        from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+        from prefect.exceptions import ObjectAlreadyExists
+
+        try:
+            await self.write(f"create concurrency limit {name}", self.client.create_global_concurrency_limit,
+                             GlobalConcurrencyLimitCreate(name=name, limit=1))
+        except SlipwayError as exc:
+            if not isinstance(exc.__cause__, ObjectAlreadyExists):
+                raise
+
+    async def take_lease(self, name: str, seconds: float):
+        """The lease id of the limit's one slot, or None when another holder has it (HTTP 423)."""
+        import httpx
+
+        try:
+            response = await self.write(f"take the release lease {name}",
+                                        self.client.increment_concurrency_slots_with_lease,
+                                        names=[name], slots=1, mode="concurrency", lease_duration=seconds)
+        except SlipwayError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, httpx.HTTPStatusError) and cause.response.status_code == 423:
+                return None
+            raise
+        return response.json()["lease_id"]
+
+    async def renew_lease(self, lease_id, seconds: float) -> None:
+        await self.write("renew the release lease", self.client.renew_concurrency_lease, lease_id, seconds)
+
+    async def give_back_lease(self, lease_id) -> None:
+        await self.write("give back the release lease", self.client.release_concurrency_slots_with_lease, lease_id)
+
+    async def read_note(self, name: str) -> str | None:
+        variable = await self._read(self.client.read_variable_by_name, name)
+        return None if variable is None else str(variable.value)
+
+    async def write_note(self, name: str, text: str) -> None:
+        from prefect.client.schemas.actions import VariableCreate, VariableUpdate
+
+        if await self._read(self.client.read_variable_by_name, name) is None:
+            await self.write(f"write variable {name}", self.client.create_variable, VariableCreate(name=name, value=text))
+        else:
+            await self.write(f"write variable {name}", self.client.update_variable, VariableUpdate(name=name, value=text))
+
+    async def drop_note(self, name: str) -> None:
+        from prefect.exceptions import ObjectNotFound
+
+        try:
+            await self.write(f"delete variable {name}", self.client.delete_variable_by_name, name)
+        except SlipwayError as exc:
+            if not isinstance(exc.__cause__, ObjectNotFound):
+                raise
+
 
 @contextmanager
 def client_retries_off() -> Iterator[None]:

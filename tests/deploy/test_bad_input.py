@@ -112,7 +112,8 @@ CASES = {
 def test_bad_input_is_one_line_and_changes_nothing(project, cli, case):
     change, env, expected = CASES[case]
     change(project)
-    project.tag_head_image()  # edits make the tree dirty: HEAD's image is looked up as <sha>-dirty
+    project.commit("a bad edit")  # committed: a non-local environment refuses a dirty tree before anything else
+    project.tag_head_image()
     for verb in ("deploy", "plan"):
         outcome = cli(verb, "--env", env, "--json", "--root", str(project.root))
         assert outcome.code == 1, (verb, outcome.stdout, outcome.stderr)

@@ -159,4 +159,6 @@ def test_broken_dbt_project_fails_the_build_with_one_line(release_image, tmp_pat
     assert proc.returncode == 1
     error = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert len(error) == 1, proc.stderr
-    assert "dbt parse" in error[0] and "model_that_does_not_exist" in error[0]  # the failing step, named
+    # The failing Dockerfile step, named, and the tool's own message from its output.
+    assert "image build failed at step 'RUN cd /opt/prefect/dbt" in error[0]
+    assert "model_that_does_not_exist" in error[0]

@@ -120,6 +120,8 @@ class FakePrefect:
         self.deployments: dict[str, LiveDeployment] = {}  # by id
         self.writes: list[tuple[str, str]] = []  # (what, name)
         self.fail_on: set[str] = set()  # deployment names whose write fails (a server refusing it)
+        self.leases: dict[str, str] = {}  # lock name -> lease id (one slot each)
+        self.notes: dict[str, str] = {}
 
     def connector(self, settings):
         """What Target.connector is: settings -> an async context manager yielding this fake."""
@@ -172,6 +174,30 @@ class FakePrefect:
         self._check(row.name)
         self.deployments[row.id] = _live_from(row.desired, row.id, paused=self.deployments[row.id].paused)
         self.writes.append(("update", row.name))
+
+    async def ensure_lock(self, name: str) -> None:
+        pass
+
+    async def take_lease(self, name: str, seconds: float) -> str | None:
+        if name in self.leases:
+            return None
+        self.leases[name] = str(uuid.uuid4())
+        return self.leases[name]
+
+    async def renew_lease(self, lease_id, seconds: float) -> None:
+        pass
+
+    async def give_back_lease(self, lease_id) -> None:
+        self.leases = {name: held for name, held in self.leases.items() if held != lease_id}
+
+    async def read_note(self, name: str) -> str | None:
+        return self.notes.get(name)
+
+    async def write_note(self, name: str, text: str) -> None:
+        self.notes[name] = text
+
+    async def drop_note(self, name: str) -> None:
+        self.notes.pop(name, None)
 
     async def pause_deployment(self, deployment_id: str, name: str) -> None:
         self.deployments[deployment_id] = replace(self.deployments[deployment_id], paused=True)

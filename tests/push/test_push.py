@@ -94,7 +94,7 @@ def test_dirty_image_goes_only_to_local(docker_engine, registry, project_repo, b
     assert facts.dirty and all(tag.endswith("-dirty") for tag in facts.image_tags())
     repository = project.environment("shared").repository
 
-    with pytest.raises(SlipwayError, match=r"uncommitted changes, .*-dirty build .* cannot be pushed to 'shared'"):
+    with pytest.raises(SlipwayError, match=r"uncommitted changes, .*-dirty build, which cannot be released to 'shared'"):
         push_head(project, "shared", quiet_reporter(), facts)
     assert registry.tags(repository) == []
 
