@@ -27,10 +27,11 @@ from slipway.build.engine import docker_client
 from slipway.build.image import (
     REVISION_LABEL,
     BuiltImage,
-    add_release_layer,
     build_content,
+    code_layers,
     find_local_image,
-    probe_content,
+    finish_image,
+    probe_code,
     refuse_dirty,
 )
 from slipway.build.release_layer import ReleaseLayer
@@ -88,14 +89,16 @@ class RolledBack:
 # --- build -------------------------------------------------------------------------------------------------
 
 def build(ws: Workspace, allow_dirty: bool = False, nocache: bool = False) -> BuiltImage:
-    """HEAD's image: the team's Dockerfile (content), the entry points probed in it, slipway's release layer."""
+    """HEAD's image: the content image (built only when its inputs changed), the code layers written from
+    the commit, the entry points probed in that exact image, then slipway's release layer."""
     facts = ws.commit
     refuse_dirty(facts, allow_dirty)
     declarations = load_declarations(ws.project)  # a broken deployments.yaml fails before any build work
     files = release_layer.collect(ws.project)
     content = build_content(ws.engine, ws.project, facts, ws.reporter, nocache=nocache)
-    probe = probe_content(ws.engine, ws.project, content, declarations, ws.reporter)
-    return add_release_layer(ws.engine, ws.project, content, ReleaseLayer(files, probe), facts, ws.reporter)
+    code = code_layers(ws.project, facts)
+    probe = probe_code(ws.engine, ws.project, content, code, declarations, ws.reporter)
+    return finish_image(ws.engine, ws.project, content, code, ReleaseLayer(files, probe), facts, ws.reporter)
 
 
 # --- push --------------------------------------------------------------------------------------------------
@@ -273,15 +276,15 @@ async def release(ws: Workspace, target: Target, allow_dirty: bool = False,
         content = docker_work.submit(build_content, ws.engine, ws.project, ws.commit, ws.reporter)
         config = ReleaseConfig.from_project(ws.project, target.name)  # meanwhile: a broken file fails now
         files = release_layer.collect(ws.project)
-        content_id = await anyio.to_thread.run_sync(content.result)
-        probe = docker_work.submit(probe_content, ws.engine, ws.project, content_id, config.declarations,
+        code = code_layers(ws.project, ws.commit)
+        content_image = await anyio.to_thread.run_sync(content.result)
+        probe = docker_work.submit(probe_code, ws.engine, ws.project, content_image, code, config.declarations,
                                    ws.reporter)
         async with target.connect() as api:
             live_pool = await api.read_work_pool(config.env.work_pool.name)
             pool = pool_state(config, ws.project, live_pool)
             layer = ReleaseLayer(files, await anyio.to_thread.run_sync(probe.result))
-            built = await anyio.to_thread.run_sync(
-                add_release_layer, ws.engine, ws.project, content_id, layer, ws.commit, ws.reporter)
+            built = finish_image(ws.engine, ws.project, content_image, code, layer, ws.commit, ws.reporter)
             head = HeadRelease(built.reference, layer, None, find_local_image(ws.engine, ws.project, ws.commit))
             validated = await validate_release(config, pool, layer, head.image,
                                                target.reference(PLACEHOLDER_DIGEST), ws.reporter)

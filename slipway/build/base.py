@@ -25,13 +25,17 @@ def ensure_os_base(client: docker.DockerClient, project: Project, reporter: Repo
     wanted = project.base_image
     if image_exists(client, wanted):
         return wanted
+    fallback = project.config.base.bootstrap_image
+    if image_exists(client, fallback) and wanted == project.config.base.image:
+        # This machine already went the air-gapped way: no pull attempt on every build (it can hang behind
+        # a firewall). `docker pull <image>` (or SLIPWAY_BASE_IMAGE) switches back to the pulled base.
+        return fallback
     reporter.step(f"pulling base image {wanted}")
     try:
         client.images.pull(wanted)
         return wanted
     except docker.errors.APIError as exc:
         pull_error = " ".join(str(exc.explanation or exc).split())
-    fallback = project.config.base.bootstrap_image
     if image_exists(client, fallback):
         reporter.step(f"cannot pull {wanted}; using the bootstrapped base {fallback}")
         return fallback

@@ -1,26 +1,34 @@
 """Build HEAD's release image: `<name>:<sha>`, `<name>:<short sha>`, `<name>:<git tag>`, with OCI labels.
 
-Three steps, each a function the pipeline calls in order (slipway/pipeline.py):
-1. `build_content`: the team's images/flow/Dockerfile on the runtime base (the engine's build cache makes an
-   unchanged layer free);
-2. `probe_content`: every entry point imported inside that image (build/probe.py);
-3. `add_release_layer`: slipway's own small layer on top (build/release_layer.py) with the commit's labels.
+An image is two parts, each addressed by its inputs:
+1. the **content image**: what images/flow/Dockerfile builds on the runtime base (the custom-modules
+   package, the parsed dbt project: whatever a team puts there), built by the engine only when a hash of
+   its inputs changes (`<name>:content-<hash>`);
+2. slipway's own **layers** on top, written from the commit (build/layers.py), byte for byte the same every
+   time: one per code path of slipway.yaml `image.code` (default `flows` and `data`), then the release layer
+   (build/release_layer.py: the commit's configuration and what the entry-point probe found).
 
-The labels describe the commit, not the build: `created` is the commit time, so rebuilding a commit yields
-the same labels. A dirty tree is refused unless --allow-dirty, and then every tag says `-dirty`.
+The steps the pipeline calls in order: `build_content`, `code_layers`, `probe_code` (every entry point
+imported inside content + code: the exact image the flows will run in), `finish_image` (the release layer,
+the commit's labels, the whole image loaded into the engine under HEAD's tags). The labels and `created`
+describe the commit, not the build, so the same commit gives the same image ID.
 """
 from __future__ import annotations
 
 import datetime
+import hashlib
 import io
 import tarfile
 from dataclasses import dataclass
+from typing import Any
 
 import docker
 
 from slipway.build import release_layer
+from slipway.build.assemble import AssembledImage, assemble, load_archive
 from slipway.build.base import ensure_base
-from slipway.build.engine import BuildFailed, stream_build
+from slipway.build.engine import BuildFailed, image_exists, stream_build
+from slipway.build.layers import FileEntry, Layer, files_from_commit, files_from_tree, write_layer
 from slipway.build.probe import probe_requests, run_probe
 from slipway.build.release_layer import ReleaseLayer
 from slipway.errors import SlipwayError
@@ -33,24 +41,32 @@ REVISION_LABEL = "org.opencontainers.image.revision"
 CREATED_LABEL = "org.opencontainers.image.created"
 VERSION_LABEL = "org.opencontainers.image.version"
 SOURCE_LABEL = "org.opencontainers.image.source"
+CONTENT_LABEL = "io.slipway.content.inputs"  # the hash of the content image's inputs
+DOCKERIGNORE = ".dockerignore"
 
-# The release layer is slipway's, not the team's: it goes on top of whatever images/flow/Dockerfile builds.
-# COPY and no RUN: a few KB, nothing executed, and the same files give the same (cached) layer.
-RELEASE_LAYER_DOCKERFILE = """\
-FROM {content}
-COPY .slipway/ {directory}/
-"""
+
+@dataclass(frozen=True)
+class ContentImage:
+    tag: str  # `<name>:content-<hash>`
+    inputs: str  # the hash of its inputs
+    info: dict[str, Any]  # the engine's inspection of it
+
+    @property
+    def image_id(self) -> str:
+        return self.info["Id"]
 
 
 @dataclass(frozen=True)
 class BuiltImage:
-    """HEAD's image in the local engine: its tags, ID and what its release layer holds."""
+    """HEAD's image in the local engine: its tags, ID, what its release layer holds, and how it was made."""
 
     name: str  # the local repository (slipway.yaml image.name)
     tags: list[str]  # full SHA, short SHA, Git tag (each suffixed -dirty for a dirty tree)
     revision: str
     image_id: str
     layer: ReleaseLayer
+    content: ContentImage | None = None
+    assembled: AssembledImage | None = None
 
     @property
     def reference(self) -> str:
@@ -82,79 +98,157 @@ def head_reference(project: Project, facts: GitFacts) -> str:
     return f"{project.config.image.name}:{facts.image_tags()[0]}"
 
 
-def build_content(engine: docker.DockerClient, project: Project, facts: GitFacts, reporter: Reporter,
-                  nocache: bool = False) -> str:
-    """images/flow/Dockerfile on the runtime base (built first when its inputs changed); returns the image ID."""
-    base = ensure_base(engine, project, reporter)
+# --- 1. the content image ----------------------------------------------------------------------------------
+
+def content_files(project: Project) -> list[str]:
+    """The build context of the content image, relative to it: what .dockerignore lets through, minus the
+    code paths (they become slipway's layers, so a code change never rebuilds the content image)."""
+    from docker.utils.build import exclude_paths
+
     config = project.config.image
-    reporter.step(f"building {config.name}:{facts.version} ({facts.sha})")
+    context = project.resolve(config.context)
+    ignore = context / DOCKERIGNORE
+    patterns = [p.strip() for p in (ignore.read_text().splitlines() if ignore.is_file() else [])
+                if p.strip() and not p.strip().startswith("#")]
+    patterns += [f"{path.strip('/')}" for path in config.code] + [f"{path.strip('/')}/**" for path in config.code]
+    dockerfile = str(project.resolve(config.dockerfile).relative_to(context))
+    found = exclude_paths(str(context), patterns, dockerfile=dockerfile)
+    return sorted(p for p in found if (context / p).is_file())
+
+
+def content_inputs(project: Project, base: str, files: list[str]) -> str:
+    """The hash that addresses the content image: its Dockerfile, the context files (names, modes and
+    bytes, not times), the base image and the app directory."""
+    config = project.config.image
+    context = project.resolve(config.context)
+    digest = hashlib.sha256()
+    for part in (config.dockerfile, project.resolve(config.dockerfile).read_bytes(), base, config.app_dir):
+        digest.update((part if isinstance(part, bytes) else part.encode()) + b"\0")
+    for name in files:
+        path = context / name
+        digest.update(name.encode() + b"\0" + (b"x" if path.stat().st_mode & 0o100 else b"-") + path.read_bytes()
+                      + b"\0")
+    return digest.hexdigest()
+
+
+def _context_tar(project: Project, files: list[str]) -> io.BytesIO:
+    """The content image's build context with fixed file times, so an unchanged context hits the cache."""
+    config = project.config.image
+    context = project.resolve(config.context)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        dockerfile = project.resolve(config.dockerfile)
+        for name, path in [(str(dockerfile.relative_to(context)), dockerfile), *((n, context / n) for n in files)]:
+            info = tar.gettarinfo(str(path), arcname=name)
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+            with open(path, "rb") as fh:
+                tar.addfile(info, fh)
+    buf.seek(0)
+    return buf
+
+
+def build_content(engine: docker.DockerClient, project: Project, facts: GitFacts, reporter: Reporter,
+                  nocache: bool = False) -> ContentImage:
+    """The content image for these inputs: the engine's when it has it, else built (the runtime base first,
+    when its inputs changed)."""
+    base = ensure_base(engine, project, reporter)
+    files = content_files(project)
+    inputs = content_inputs(project, base, files)
+    config = project.config.image
+    tag = f"{config.name}:content-{inputs[:16]}"
+    if image_exists(engine, tag) and not nocache:
+        reporter.step(f"content image {tag} is up to date (no build)")
+        return ContentImage(tag, inputs, engine.api.inspect_image(tag))
+    reporter.step(f"building the content image {tag} ({config.dockerfile})")
     with reporter.group(f"docker build {config.dockerfile}"):
         stream = engine.api.build(
-            path=str(project.resolve(config.context)),
-            dockerfile=config.dockerfile,
-            buildargs={"BASE_IMAGE": base},
-            rm=True,
-            forcerm=True,
-            pull=False,
-            nocache=nocache,  # benchmarks measure a cold build with it
-            decode=True,
-        )
+            fileobj=_context_tar(project, files), custom_context=True,
+            dockerfile=str(project.resolve(config.dockerfile).relative_to(project.resolve(config.context))),
+            buildargs={"BASE_IMAGE": base}, labels={CONTENT_LABEL: inputs}, tag=tag,
+            rm=True, forcerm=True, pull=False, nocache=nocache, decode=True)
         try:
-            return stream_build(stream, reporter.detail)
+            stream_build(stream, reporter.detail)
         except BuildFailed as exc:
             raise SlipwayError(f"{config.dockerfile}: image build failed at {exc}",
                                "fix that step and rebuild (`python build.py image --verbose` shows the whole "
                                "build output)") from exc
+    return ContentImage(tag, inputs, engine.api.inspect_image(tag))
 
 
-def probe_content(engine: docker.DockerClient, project: Project, content: str, declarations: Declarations,
-                  reporter: Reporter) -> list[dict]:
-    """Import every entry point inside the content image (one container, no network).
+# --- 2. the code layers ------------------------------------------------------------------------------------
 
-    A flow that does not import is recorded, not fatal here: deploy and plan report it against the field of
-    deployments.yaml that names it (and the build warns now)."""
+def code_layers(project: Project, facts: GitFacts) -> list[Layer]:
+    """One layer per code path, written from the commit's Git objects (from the working tree for a -dirty
+    build), under the image's app directory."""
+    config = project.config.image
+    prefix = config.app_dir.lstrip("/")
+    mtime = commit_epoch(facts)
+    layers = []
+    for path in config.code:
+        path = path.strip("/")
+        entries = (files_from_tree(facts.root, [path], prefix) if facts.dirty
+                   else files_from_commit(facts.root, facts.sha, [path], prefix))
+        layers.append(write_layer(entries, mtime, path, under=prefix))
+    return layers
+
+
+def commit_epoch(facts: GitFacts) -> int:
+    try:
+        return int(datetime.datetime.fromisoformat(facts.commit_time).timestamp())
+    except ValueError:
+        return 0
+
+
+def load(engine: docker.DockerClient, image: AssembledImage, repo_tags: list[str]) -> str:
+    """Load `image` into the engine (only slipway's layers travel); returns its image ID."""
+    try:
+        engine.images.load(load_archive(image, repo_tags))
+    except docker.errors.APIError as exc:
+        raise SlipwayError(f"the Docker engine refused the assembled image: {exc.explanation or exc}",
+                           "check the engine's disk space and that it holds the content image") from exc
+    return image.image_id
+
+
+# --- 3. the probe, 4. the release layer --------------------------------------------------------------------
+
+def probe_code(engine: docker.DockerClient, project: Project, content: ContentImage, code: list[Layer],
+               declarations: Declarations, reporter: Reporter) -> list[dict]:
+    """Import every entry point inside content + code layers (one container, no network): the very files
+    the release runs. A flow that does not import is recorded, not fatal here: deploy and plan report it
+    against the deployments.yaml field that names it (and the build warns now)."""
+    candidate = assemble(content.info, code, {}, content.info.get("Created") or "")
+    image_id = load(engine, candidate, [])
     reporter.step(f"importing {len(declarations.deployments)} entry point(s) in the image")
-    probe = run_probe(engine, content, project.config.image.app_dir, probe_requests(declarations))
+    try:
+        probe = run_probe(engine, image_id, project.config.image.app_dir, probe_requests(declarations))
+    finally:
+        try:
+            engine.images.remove(image_id, noprune=True)
+        except docker.errors.APIError:
+            pass  # another tag names it (the same code built before): it stays
     for request, result in zip(declarations.deployments, probe):
         if "error" in result:
             reporter.warn(f"{request.entrypoint} does not import in the image: {result['error']}")
     return probe
 
 
-def add_release_layer(engine: docker.DockerClient, project: Project, content: str, layer: ReleaseLayer,
-                      facts: GitFacts, reporter: Reporter) -> BuiltImage:
-    """Put the release layer on `content` with the commit's labels and tag it `<name>:<each tag>`."""
-    name = project.config.image.name
-    context = io.BytesIO()
-    mtime = _epoch(facts.commit_time)  # file times from the commit, not the clock: rebuilds reuse the layer
-    with tarfile.open(fileobj=context, mode="w") as tar:
-        dockerfile = RELEASE_LAYER_DOCKERFILE.format(
-            content=content, directory=release_layer.dir_in_image(project.config.image.app_dir)).encode()
-        files = {f"{release_layer.DIR_NAME}/{n}": data for n, data in release_layer.layer_files(layer).items()}
-        for path, data in {"Dockerfile": dockerfile, **files}.items():
-            info = tarfile.TarInfo(path)
-            info.size, info.mtime, info.mode = len(data), mtime, 0o644
-            tar.addfile(info, io.BytesIO(data))
-    context.seek(0)
+def finish_image(engine: docker.DockerClient, project: Project, content: ContentImage, code: list[Layer],
+                 layer: ReleaseLayer, facts: GitFacts, reporter: Reporter) -> BuiltImage:
+    """Content + code + release layer, with the commit's labels, loaded into the engine under HEAD's tags."""
+    config = project.config.image
+    release = release_layer_of(layer, config.app_dir, commit_epoch(facts))
+    image = assemble(content.info, [*code, release], commit_labels(facts, layer.config_hash), facts.commit_time)
     tags = facts.image_tags()
-    stream = engine.api.build(fileobj=context, custom_context=True, labels=commit_labels(facts, layer.config_hash),
-                              tag=f"{name}:{tags[0]}", rm=True, forcerm=True, pull=False, decode=True)
-    try:
-        image_id = stream_build(stream, reporter.detail)
-    except BuildFailed as exc:
-        raise SlipwayError(f"the release layer did not build: {exc}", "check the Docker engine's disk space") from exc
-    image = engine.images.get(image_id)
-    for tag in tags[1:]:
-        image.tag(name, tag)
-    reporter.step(f"built {name}:{tags[0]} ({image_id[:19]})")
-    return BuiltImage(name, tags, facts.sha, image_id, layer)
+    load(engine, image, [f"{config.name}:{tag}" for tag in tags])
+    reporter.step(f"built {config.name}:{tags[0]} ({image.image_id[:19]})")
+    return BuiltImage(config.name, tags, facts.sha, image.image_id, layer, content, image)
 
 
-def _epoch(iso_time: str) -> int:
-    try:
-        return int(datetime.datetime.fromisoformat(iso_time).timestamp())
-    except ValueError:
-        return 0
+def release_layer_of(layer: ReleaseLayer, app_dir: str, mtime: int) -> Layer:
+    """The release layer's files under `<app_dir>/.slipway`, as a reproducible layer."""
+    prefix = release_layer.dir_in_image(app_dir).lstrip("/")
+    entries = [FileEntry(f"{prefix}/{name}", data) for name, data in release_layer.layer_files(layer).items()]
+    return write_layer(entries, mtime, "slipway release layer", under=app_dir.lstrip("/"))
 
 
 def find_local_image(engine: docker.DockerClient, project: Project, facts: GitFacts):
@@ -168,3 +262,4 @@ def find_local_image(engine: docker.DockerClient, project: Project, facts: GitFa
         raise SlipwayError(f"image {ref} is not labelled with revision {facts.sha}",
                            "rebuild it with `make image`")
     return image
+

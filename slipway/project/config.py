@@ -103,9 +103,20 @@ class ImageConfig(_Strict):
     name: str  # the local image repository: `<name>:<sha>`
     dockerfile: str = "images/flow/Dockerfile"
     context: str = "."
-    # Where the Dockerfile puts the repository's content in the image: the flow runs' working directory,
-    # the root entry points are relative to, and where slipway puts its release layer (`<app_dir>/.slipway`).
+    # Where the repository's files live in the image: the flow runs' working directory, the root entry
+    # points are relative to, and where slipway puts its layers (code paths, `<app_dir>/.slipway`).
     app_dir: str = "/opt/prefect"
+    # The code paths (relative to the repository root): slipway writes each as its own layer from the commit,
+    # under app_dir, on top of what the Dockerfile builds. A change to them rebuilds nothing.
+    code: list[str] = Field(default_factory=lambda: ["flows", "data"])
+
+    @field_validator("code")
+    @classmethod
+    def _relative(cls, v: list[str]) -> list[str]:
+        for path in v:
+            if not path.strip("/") or path.startswith("/") or ".." in path.split("/"):
+                raise ValueError(f"'{path}' must be a path inside the repository, such as flows")
+        return v
 
     @field_validator("app_dir")
     @classmethod

@@ -155,7 +155,7 @@ def tag_head_image(docker_engine, flows_image: str, proj: Project) -> str:
     slipway's own build steps. A deployments.yaml that does not even parse gets the bare flows image with
     the revision label: deploy and plan must refuse it before they look at the image."""
     from slipway.build import release_layer
-    from slipway.build.image import add_release_layer, probe_content
+    from slipway.build.image import ContentImage, finish_image, probe_code
     from slipway.errors import SlipwayError
     from slipway.output import Reporter
     from slipway.project.config import load_project
@@ -170,8 +170,10 @@ def tag_head_image(docker_engine, flows_image: str, proj: Project) -> str:
         return tag_bare_image(docker_engine, flows_image, proj)
     facts = read_git_facts(proj.root)
     quiet = Reporter(quiet=True)
-    probe = probe_content(docker_engine, project, flows_image, declarations, quiet)
-    add_release_layer(docker_engine, project, flows_image, release_layer.ReleaseLayer(files, probe), facts, quiet)
+    # The session's flows image stands for the content image; the test repositories have no code paths.
+    content = ContentImage(flows_image, "", docker_engine.api.inspect_image(flows_image))
+    probe = probe_code(docker_engine, project, content, [], declarations, quiet)
+    finish_image(docker_engine, project, content, [], release_layer.ReleaseLayer(files, probe), facts, quiet)
     return f"{proj.name}:{facts.image_tags()[0]}"
 
 

@@ -105,13 +105,35 @@ def test_release_layer_carries_configuration_and_probe(docker_engine, release_im
     declared = yaml.safe_load(files["deployments.yaml"])["deployments"]
     assert [r["entrypoint"] for r in probe] == [d["entrypoint"] for d in declared]
     assert all("error" not in r and r["flow_name"] and r["parameter_schema"]["type"] == "object" for r in probe)
-    # The files are readable in the image (for people who `docker run` it) and the layer is slipway's small
-    # COPY, not a RUN: its history entry is the COPY and the layer holds nothing else.
+    # The files are readable in the image (for people who `docker run` it)...
     in_image = json.loads(run_in(docker_engine, release_image["image"], "cat", "/opt/prefect/.slipway/release-config.json"))
     assert in_image == files
-    last = next(h for h in image.history() if " LABEL " not in h["CreatedBy"])  # labels add no layer
-    assert "COPY" in last["CreatedBy"] and "/opt/prefect/.slipway" in last["CreatedBy"]
-    assert 0 < last["Size"] < 64 * 1024
+    # ...and the image's last layer is exactly slipway's release layer: written again from what it holds, it
+    # gives the same diff_id (the layer is reproducible, and holds nothing else).
+    from slipway.build.image import commit_epoch, release_layer_of
+    from slipway.project.git import read_git_facts
+
+    rewritten = release_layer_of(layer, "/opt/prefect", commit_epoch(read_git_facts(release_image["root"])))
+    assert image.attrs["RootFS"]["Layers"][-1] == rewritten.diff_id
+    assert len(rewritten.tar) < 64 * 1024
+
+
+def test_code_paths_are_slipways_layers_from_the_commit(docker_engine, release_image):
+    """flows/ and data/ are not in the content image: each is one layer slipway wrote from the commit."""
+    from slipway.build.image import code_layers
+    from slipway.project.git import read_git_facts
+
+    root = release_image["root"]
+    image = docker_engine.images.get(release_image["image_id"])
+    code = code_layers(load_project(root), read_git_facts(root))
+    assert [layer.name for layer in code] == ["flows", "data"]
+    assert image.attrs["RootFS"]["Layers"][-3:-1] == [layer.diff_id for layer in code]
+    listing = run_in(docker_engine, release_image["image"], "find", "/opt/prefect/flows", "-name", "*.py")
+    assert "/opt/prefect/flows/elt.py" in listing.split()
+    content = docker_engine.images.get(image.labels["io.slipway.content.inputs"] and
+                                       f"jaffle-shop:content-{image.labels['io.slipway.content.inputs'][:16]}")
+    assert "find: '/opt/prefect/flows'" in run_in(docker_engine, content.id, "sh", "-c",
+                                                  "find /opt/prefect/flows 2>&1 || true")
 
 
 def test_an_altered_release_layer_is_refused(docker_engine, release_image):
@@ -121,12 +143,12 @@ def test_an_altered_release_layer_is_refused(docker_engine, release_image):
         read_layer(docker_engine, release_image["image"], labels)
 
 
-def test_rebuild_of_the_same_commit_yields_the_same_labels(docker_engine, release_image):
+def test_rebuild_of_the_same_commit_yields_the_same_image(docker_engine, release_image):
     root = release_image["root"]
     again = build_image(root)
     assert again["tags"] == release_image["tags"]
-    first = docker_engine.images.get(release_image["image_id"]).labels
-    assert docker_engine.images.get(again["image_id"]).labels == first  # the commit's labels, not the clock's
+    # The commit's labels and time, slipway's own layers: the same image, to the byte of its config.
+    assert again["image_id"] == release_image["image_id"]
 
 
 def test_git_tag_at_head_becomes_an_image_tag(docker_engine, release_image, tmp_path):
