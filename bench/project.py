@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.kit.repo import change_a_flow, commit_all, git, snapshot_repo
+from tests.kit.repo import REPO_ROOT, change_a_flow, commit_all, git, snapshot_repo
 
 SLIPWAY_REPOSITORY = "bench-slipway"
 PREFECT_REPOSITORY = "bench-prefect"
@@ -117,6 +117,8 @@ class BenchRepo:
         repo.write("slipway.yaml", yaml.safe_dump(config, sort_keys=False))
         repo.write(INCUMBENT_DOCKERFILE, incumbent_dockerfile(base_image, marker))
         repo.commit("bench: point local at the bench stack; the incumbent's Dockerfile")
+        # `make` finds the tool's virtualenv where a clone has it (.venv is ignored: the tree stays clean).
+        (repo.root / ".venv").symlink_to(REPO_ROOT / ".venv")
         return repo
 
     def write(self, relative: str, text: str) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 
 from bench.common import PYTHON, run_timed
@@ -13,6 +14,16 @@ def slipway(stack: BenchStack, repo: BenchRepo, *args: str) -> tuple[float, dict
     """`python build.py <args> --json` in the repository (its own copy of slipway): seconds, parsed output."""
     seconds, proc = run_timed([PYTHON, "build.py", *args, "--json"], repo.root, stack.tool_env())
     return seconds, json.loads(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip() else {}
+
+
+def slipway_make(stack: BenchStack, repo: BenchRepo, *goals: str, env_name: str = "local") -> tuple[float, dict]:
+    """`make <goals> ENV=<env>` in the repository, as a release engineer types it (`make image deploy` is one
+    `build.py release` process): seconds, and the verbs' JSON results (SLIPWAY_RESULTS_DIR) by verb name."""
+    results = stack.workdir / "results"
+    shutil.rmtree(results, ignore_errors=True)
+    env = {**stack.tool_env(), "SLIPWAY_RESULTS_DIR": str(results)}
+    seconds, _ = run_timed(["make", "--no-print-directory", *goals, f"ENV={env_name}"], repo.root, env)
+    return seconds, {p.stem: json.loads(p.read_text()) for p in results.glob("*.json")}
 
 
 def prefect_deploy(stack: BenchStack, repo: BenchRepo, prefect_file: str = "prefect.yaml"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from jaffle_common import Settings
+from jaffle_common import Settings, snowflake_environment
 
 APP_ROOT = Path(__file__).resolve().parents[1]
 # dbt statuses that mean a node did not do its job ("skipped" follows an upstream failure, reported there).
@@ -24,6 +24,13 @@ def writable_dir(variable: str, project_dir: Path, name: str) -> Path:
     if os.access(project_dir, os.W_OK):
         return project_dir / name
     return Path(tempfile.gettempdir()) / "jaffle_shop-dbt" / name
+
+
+def profile_environment(target: str) -> dict[str, str]:
+    """What dbt's profile (dbt/profiles.yml) reads from the environment for `target`, resolved as
+    extract-load resolves it: for Snowflake each SNOWFLAKE_* from its variable or from the Secret block its
+    `<VARIABLE>_BLOCK` names, every missing one named before dbt starts."""
+    return snowflake_environment() if target == "snowflake" else {}
 
 
 def dbt_args(settings: Settings, target: str, command: str = "build") -> list[str]:
@@ -49,6 +56,7 @@ def dbt_build(target: str | None = None, project_dir: str | None = None) -> dict
     if project_dir:
         settings = dataclasses.replace(settings, dbt_project_dir=Path(project_dir))
     target = target or settings.dbt_target
+    os.environ.update(profile_environment(target))
     args = dbt_args(settings, target)
     logger.info("dbt %s", " ".join(args))
 

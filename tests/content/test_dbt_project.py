@@ -61,3 +61,37 @@ def test_parse_duckdb_target_needs_no_database(tmp_path, warehouse):
     kinds = {test.test_metadata.name for test in tests if getattr(test, "test_metadata", None)}
     assert kinds == {"unique", "not_null", "relationships", "accepted_values"}
     assert not warehouse.exists()
+
+
+
+def test_dbt_reads_the_snowflake_settings_as_extract_load_does(tmp_path, warehouse, monkeypatch, prefect_server):
+    """A Secret block named by `<VARIABLE>_BLOCK` reaches dbt's profile too (the flow resolves the settings
+    before dbt starts), and missing ones are named all at once (dbt alone stops at the first). Snowflake
+    cannot be reached here: dbt parses (the profile is rendered, nothing connects); the block is real."""
+    from prefect.blocks.system import Secret
+
+    from flows.dbt_build import profile_environment
+    from jaffle_common import MissingCredentialsError
+
+    Secret(value="role-from-the-block").save("content-test-dbt-role", overwrite=True)
+    for name, value in PLACEHOLDERS.items():
+        if name != "SNOWFLAKE_ROLE":
+            monkeypatch.setenv(name, value)
+    monkeypatch.delenv("SNOWFLAKE_ROLE", raising=False)
+    monkeypatch.setenv("SNOWFLAKE_ROLE_BLOCK", "content-test-dbt-role")
+    assert not parse(tmp_path / "before", "snowflake").success  # dbt alone does not read the block
+    for name, value in profile_environment("snowflake").items():
+        monkeypatch.setenv(name, value)
+    result = parse(tmp_path / "after", "snowflake")
+    assert result.success, result.exception
+
+    monkeypatch.delenv("SNOWFLAKE_ROLE")
+    monkeypatch.delenv("SNOWFLAKE_ROLE_BLOCK")
+    monkeypatch.delenv("SNOWFLAKE_WAREHOUSE")
+    try:
+        profile_environment("snowflake")
+    except MissingCredentialsError as exc:
+        assert exc.missing == ["SNOWFLAKE_ROLE", "SNOWFLAKE_WAREHOUSE"]
+    else:
+        raise AssertionError("missing Snowflake settings were not named")
+    assert profile_environment("duckdb") == {}

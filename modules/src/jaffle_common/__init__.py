@@ -6,6 +6,7 @@ from jaffle_common.warehouse import (
     MissingCredentialsError,
     connect,
     snowflake_connect_args,
+    snowflake_environment,
 )
 
 __all__ = [
@@ -17,4 +18,5 @@ __all__ = [
     "read_raw_csv",
     "replace_table",
     "snowflake_connect_args",
+    "snowflake_environment",
 ]

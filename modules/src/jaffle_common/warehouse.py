@@ -57,28 +57,41 @@ def _lookup(variable: str, env: Mapping[str, str], secret_loader: Callable[[str]
     return None
 
 
+def snowflake_environment(
+    env: Mapping[str, str] | None = None,
+    secret_loader: Callable[[str], str] = load_secret_block,
+) -> dict[str, str]:
+    """Every SNOWFLAKE_* setting, each from its variable or from the Secret block its `<VARIABLE>_BLOCK`
+    names; MissingCredentialsError naming every gap. The connection (extract-load) and dbt's profile
+    (dbt/profiles.yml reads these variables) both take their settings from here, so both read them the
+    same way."""
+    env = os.environ if env is None else env
+    resolved: dict[str, str] = {}
+    missing: list[str] = []
+    for variable in SNOWFLAKE_REQUIRED:
+        value = _lookup(variable, env, secret_loader)
+        if value:
+            resolved[variable] = value
+        else:
+            missing.append(variable)
+    for variable in {**SNOWFLAKE_SECRET_CHOICES, **SNOWFLAKE_OPTIONAL}:
+        value = _lookup(variable, env, secret_loader)
+        if value:
+            resolved[variable] = value
+    if not any(variable in resolved for variable in SNOWFLAKE_SECRET_CHOICES):
+        missing.append(" or ".join(SNOWFLAKE_SECRET_CHOICES))
+    if missing:
+        raise MissingCredentialsError(missing)
+    return resolved
+
+
 def snowflake_connect_args(
     env: Mapping[str, str] | None = None,
     secret_loader: Callable[[str], str] = load_secret_block,
 ) -> dict[str, Any]:
     """Keyword arguments for snowflake.connector.connect(), or MissingCredentialsError naming every gap."""
-    env = os.environ if env is None else env
-    args: dict[str, Any] = {}
-    missing: list[str] = []
-    for variable, keyword in SNOWFLAKE_REQUIRED.items():
-        value = _lookup(variable, env, secret_loader)
-        if value:
-            args[keyword] = value
-        else:
-            missing.append(variable)
-    for variable, keyword in {**SNOWFLAKE_SECRET_CHOICES, **SNOWFLAKE_OPTIONAL}.items():
-        value = _lookup(variable, env, secret_loader)
-        if value:
-            args[keyword] = value
-    if not any(keyword in args for keyword in SNOWFLAKE_SECRET_CHOICES.values()):
-        missing.append(" or ".join(SNOWFLAKE_SECRET_CHOICES))
-    if missing:
-        raise MissingCredentialsError(missing)
+    keywords = {**SNOWFLAKE_REQUIRED, **SNOWFLAKE_SECRET_CHOICES, **SNOWFLAKE_OPTIONAL}
+    args: dict[str, Any] = {keywords[v]: value for v, value in snowflake_environment(env, secret_loader).items()}
     # Tag the sessions so the warehouse's query history shows where they come from.
     args["application"] = "jaffle-shop"
     return args
