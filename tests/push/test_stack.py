@@ -9,6 +9,8 @@ import dataclasses
 import hashlib
 import json
 import re
+import subprocess
+import sys
 import time
 import uuid
 
@@ -266,3 +268,11 @@ def test_postgres_data_without_its_password_is_refused_with_one_line(docker_engi
     assert [c.name for c in docker_engine.containers.list(all=True, filters={"name": stack.postgres.container})
             ] == []
 
+
+
+def test_an_unknown_database_is_one_usage_line_and_touches_nothing():
+    proc = subprocess.run([sys.executable, "build.py", "up", "--db", "mysql"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: argument --db: invalid choice: 'mysql'"), proc.stderr
