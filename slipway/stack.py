@@ -465,6 +465,13 @@ def stack_up(client: docker.DockerClient, project: Project, reporter: Reporter, 
 
 def stack_down(client: docker.DockerClient, reporter: Reporter, stack: Stack = STACK) -> dict:
     """Stop whichever of the stack's containers run (the server before its database); volumes and containers
-    are kept, so `up` resumes with the same data and database."""
-    return {service.role: stop_service(client, service, reporter)
-            for service in (stack.prefect, stack.postgres, stack.registry)}
+    are kept, so `up` resumes with the same data and database. A `slipway-postgres` that slipway did not start
+    is left alone (on SQLite the stack has none, and the name may be someone else's)."""
+    result = {}
+    for service in (stack.prefect, stack.postgres, stack.registry):
+        container = find_container(client, service.container)
+        if service is stack.postgres and container is not None and not ours(container, service):
+            result[service.role] = "not slipway's, left alone"
+            continue
+        result[service.role] = stop_service(client, service, reporter)
+    return result

@@ -173,6 +173,12 @@ def test_a_container_of_the_same_name_not_started_by_slipway_is_left_alone(docke
         ensure_registry(docker_engine, project, quiet_reporter(), stack.registry)
     with pytest.raises(SlipwayError, match="was not started by slipway"):
         stack_down(docker_engine, quiet_reporter(), dataclasses.replace(stack, prefect=stack.registry))
+    # Only PostgreSQL, which a stack on SQLite does not have, may be someone else's without failing `down`.
+    named_like_postgres = dataclasses.replace(
+        stack, registry=dataclasses.replace(stack.registry, container=f"{stack.registry.container}-absent"),
+        postgres=dataclasses.replace(stack.postgres, container=stack.registry.container))
+    assert stack_down(docker_engine, quiet_reporter(), named_like_postgres) == {
+        "prefect": "absent", "postgres": "not slipway's, left alone", "registry": "absent"}
     foreign.reload()
     assert foreign.status == "created" and STACK_LABEL not in (foreign.labels or {})
 
