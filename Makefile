@@ -87,10 +87,13 @@ rollback: venv engine ## redeploy release TAG (sha, short sha or tag) to ENV, no
 	@test -n '$(TAG)' || { echo "error: TAG is required; make rollback ENV=$(ENV) TAG=<sha|tag>" >&2; exit 2; }
 	@$(BUILD) rollback --env '$(ENV)' --to '$(TAG)' 
 
-up: venv engine ## start the local registry (localhost:5000) and Prefect server (127.0.0.1:4200)
-	@$(BUILD) up
+# DB=postgres: the Prefect server on PostgreSQL (a slipway-postgres container); DB=sqlite switches back.
+# Without DB, `up` keeps the database the existing server uses (SQLite for a new one).
+DB ?=
+up: venv engine ## start the local registry (localhost:5000) and Prefect server (127.0.0.1:4200); DB=postgres|sqlite
+	@$(BUILD) up $(if $(DB),--db '$(DB)',)
 
-down: venv ## stop the local registry and Prefect server (their data volumes are kept)
+down: venv ## stop the local registry, Prefect server and PostgreSQL, whichever run (data volumes are kept)
 	@$(BUILD) down
 
 demo: venv engine ## the embedded default end to end: up, image, push, deploy to local, run the ELT flow

@@ -72,9 +72,11 @@ def prepare(engine: docker.DockerClient) -> dict[str, Any]:
 
 
 def configure_reaper(engine: docker.DockerClient) -> bool:
-    """Ryuk stays on when its image is here or can be pulled; otherwise it is turned off (and the kit's own
-    label clean-up does its job). An explicit TESTCONTAINERS_RYUK_DISABLED is respected."""
-    if os.environ.get("TESTCONTAINERS_RYUK_DISABLED"):
+    """Ryuk stays on when its image is here or can be pulled (GitHub's hosted runners pull
+    testcontainers/ryuk from Docker Hub); otherwise it is turned off, and the kit's own label clean-up does
+    its job. An explicit choice (TESTCONTAINERS_RYUK_DISABLED, or ryuk.disabled in ~/.testcontainers.properties)
+    is respected. Returns whether Ryuk is on."""
+    if os.environ.get("TESTCONTAINERS_RYUK_DISABLED") or "ryuk.disabled" in testcontainers_config.tc_properties:
         return not testcontainers_config.ryuk_disabled
     image = testcontainers_config.ryuk_image
     available = True
@@ -144,6 +146,13 @@ def _container(engine: docker.DockerClient, image: str, role: str, name: str, **
     """A DockerContainer with the kit's labels (`create`: more arguments for the engine's create call)."""
     prepare(engine)
     return DockerContainer(image).with_name(name).with_kwargs(labels=kit_labels(role), **create)
+
+
+def create_network(engine: docker.DockerClient, name_prefix: str):
+    """A bridge network with the kit's labels (and testcontainers' session label, which Ryuk reaps)."""
+    prepare(engine)
+    return engine.networks.create(f"{name_prefix}-net-{uuid.uuid4().hex[:8]}",
+                                  labels={**kit_labels("network"), LABEL_SESSION_ID: SESSION_ID})
 
 
 # --- the registry ------------------------------------------------------------------------------------------
@@ -260,9 +269,7 @@ def start_postgres(engine: docker.DockerClient, name_prefix: str) -> Postgres:
     from slipway.stack import postgres_image
 
     image = postgres_image(engine, _project(), _quiet())
-    prepare(engine)
-    network = engine.networks.create(f"{name_prefix}-net-{uuid.uuid4().hex[:8]}",
-                                     labels={**kit_labels("network"), LABEL_SESSION_ID: SESSION_ID})
+    network = create_network(engine, name_prefix)
     password = secrets.token_hex(16)
     name = f"{name_prefix}-postgres-{uuid.uuid4().hex[:8]}"
     container = (_container(engine, image, "postgres", name, network=network.name)
