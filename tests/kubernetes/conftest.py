@@ -1,0 +1,173 @@
+"""Fixtures of the Kubernetes tests: this repository released to its `kind` environment (a Kubernetes work
+pool from deploy/work-pools/kubernetes-job-template.json) on the kit's registry and Prefect server, the
+stand-in cluster (tests/kit/kubernetes/), and the real prefect-kubernetes worker started from the Helm values.
+
+Names are made unique per test so tests share the session's registry and server: the snapshot's
+slipway.yaml `kind` pool and deploy/helm/values-kind.yaml's `workPool` each get the same suffix, so the two
+stay as equal, or as different, as they are in the repository.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.deploy.conftest import cli, registry, remove_tags_containing  # noqa: F401  (shared fixtures)
+from tests.kit.repo import git, snapshot_repo
+
+PREFECT_BIN = Path(sys.executable).parent / "prefect"
+ENV = "kind"
+HELM_VALUES = ("deploy/helm/values.yaml", "deploy/helm/values-kind.yaml")
+RBAC = "deploy/helm/rbac.yaml"
+TEMPLATE = "deploy/work-pools/kubernetes-job-template.json"
+
+
+@dataclass
+class KubernetesRelease:
+    """A snapshot of this repository whose `kind` environment points at the test registry and server."""
+
+    root: Path
+    name: str
+    suffix: str
+    registry: object
+    server: object
+    engine: object
+    cli: object
+
+    @property
+    def pool(self) -> str:
+        return self.environment()["work_pool"]["name"]
+
+    def environment(self) -> dict:
+        return yaml.safe_load((self.root / "slipway.yaml").read_text())["environments"][ENV]
+
+    def kubernetes_version(self) -> str:
+        return yaml.safe_load((self.root / "slipway.yaml").read_text())["kubernetes_version"]
+
+    def build(self) -> None:
+        from slipway import pipeline
+        from slipway.output import Reporter
+        from slipway.project.config import load_project
+
+        pipeline.build(pipeline.Workspace(load_project(self.root), Reporter(stream=io.StringIO())))
+
+    def deploy(self) -> dict:
+        outcome = self.cli("deploy", "--env", ENV, "--root", str(self.root), "--json")
+        assert outcome.code == 0, outcome.stderr
+        return outcome.json()
+
+    def manifests(self) -> dict:
+        """`build.py manifests --env kind --json`: {"reference", "manifests": {full name: Job}}."""
+        outcome = self.cli("manifests", "--env", ENV, "--root", str(self.root), "--json")
+        assert outcome.code == 0, outcome.stderr
+        return outcome.json()
+
+    def edit_template(self, edit) -> None:
+        """Change the snapshot's base job template (edit(template) changes it in place) and commit."""
+        path = self.root / TEMPLATE
+        template = json.loads(path.read_text())
+        edit(template)
+        path.write_text(json.dumps(template, indent=2))
+        git(self.root, "commit", "-q", "-am", "tampered job template")
+
+
+def kind_release(tmp_path: Path, test_registry, server, engine, run_cli, monkeypatch):
+    suffix = uuid.uuid4().hex[:8]
+    name = f"k8s-{suffix}"
+    root = snapshot_repo(tmp_path / "repo")
+    config = yaml.safe_load((root / "slipway.yaml").read_text())
+    config["image"]["name"] = name
+    kind = config["environments"][ENV]
+    kind["registry"]["address"] = test_registry.address
+    kind["repository"] = name
+    kind["prefect"]["api_url"] = server.api_url
+    kind["work_pool"]["name"] = f"{kind['work_pool']['name']}-{suffix}"
+    (root / "slipway.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    for values_file in HELM_VALUES:
+        values = yaml.safe_load((root / values_file).read_text()) or {}
+        pool = values.get("worker", {}).get("config", {}).get("workPool")
+        if pool:
+            values["worker"]["config"]["workPool"] = f"{pool}-{suffix}"
+            (root / values_file).write_text(yaml.safe_dump(values, sort_keys=False))
+    git(root, "commit", "-q", "-am", "point kind at the test registry and server, unique pool")
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))  # not the user's registry logins
+    yield KubernetesRelease(root, name, suffix, test_registry, server, engine, run_cli)
+    remove_tags_containing(engine, name)
+
+
+@pytest.fixture
+def release(tmp_path, registry, prefect_server, docker_engine, cli, monkeypatch):  # noqa: F811
+    yield from kind_release(tmp_path, registry, prefect_server, docker_engine, cli, monkeypatch)
+
+
+@pytest.fixture
+def cluster(tmp_path, release, docker_engine):
+    """The stand-in cluster, with deploy/helm/rbac.yaml's namespace, service accounts and RBAC created."""
+    from tests.kit.kubernetes.cluster import start_cluster
+    from tests.kit.services import kit_labels
+
+    stand_in = start_cluster(docker_engine, tmp_path, release.kubernetes_version(), labels=kit_labels("pod"))
+    stand_in.install(release.root / RBAC)
+    yield stand_in
+    stand_in.close()
+
+
+class Worker:
+    """`prefect worker start` as the Helm chart runs it, as a process here, logging to a file."""
+
+    def __init__(self, process: subprocess.Popen, log: Path, argv: list[str]):
+        self.process, self.log, self.argv = process, log, argv
+
+    def output(self, tail: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-tail:]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def start_worker(release: KubernetesRelease, cluster, workdir: Path) -> Worker:
+    """The real prefect-kubernetes worker: arguments and environment from deploy/helm/values*.yaml (the
+    chart's rendering, tests/kit/kubernetes/helm.py), the API URL of the test server, the stand-in's
+    kubeconfig. Returns once the worker has registered with the server (it polls the pool from then on)."""
+    from tests.kit.kubernetes.helm import worker_from_values
+
+    helm = worker_from_values(*(release.root / f for f in HELM_VALUES))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "KUBERNETES_"))}
+    env.update(helm.env)
+    # HOME as the chart sets it (a scratch directory), not PREFECT_HOME: every PREFECT_* setting of the worker
+    # process goes into each Job's env, and the chart sets no PREFECT_HOME.
+    env.update(PREFECT_API_URL=release.server.api_url, HOME=str(workdir / "worker-home"),
+               KUBECONFIG=str(cluster.kubeconfig))
+    log = workdir / "worker.log"
+    argv = helm.argv(str(PREFECT_BIN))
+    with open(log, "wb") as out:
+        process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    worker = Worker(process, log, argv)
+    deadline = time.monotonic() + 90
+    while "started!" not in worker.output(100_000):
+        if process.poll() is not None or time.monotonic() > deadline:
+            worker.stop()
+            raise AssertionError(f"the worker did not start: {argv}\n{worker.output()}")
+        time.sleep(0.5)
+    return worker
+
+
+@pytest.fixture
+def worker(release, cluster, tmp_path):
+    started = start_worker(release, cluster, tmp_path)
+    yield started
+    started.stop()

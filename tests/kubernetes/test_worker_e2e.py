@@ -1,0 +1,92 @@
+"""End to end on the Kubernetes path: slipway deploys this repository to its `kind` environment (a Kubernetes
+work pool with deploy/work-pools/kubernetes-job-template.json), the real prefect-kubernetes worker, started
+from deploy/helm/values.yaml + values-kind.yaml as the Helm chart starts it, picks up a run of `elt/on-demand`
+and submits a Job; the Pod made from that Job runs the flow from the pinned digest to Completed.
+
+Real: the registry container, the Prefect server container, the release image of this repository, `build.py
+deploy` and `build.py manifests`, the prefect-kubernetes worker process (its job rendering, its kopf observer
+watching Pods and Jobs), the flow run in a Docker container.
+
+A stand-in: the Kubernetes API server and the kubelet (tests/kit/kubernetes/). The API stand-in speaks the
+Kubernetes REST and watch protocol over HTTP, keeps the objects and records every request; it refuses (422)
+a Job whose image is not a digest reference or that fails strict schema validation. The pod runner creates
+the Job's Pod and starts it as a Docker container: the image exactly as given, the command, args, env,
+working directory and uid:gid from the Pod spec, on the host network so the flow run reaches the Prefect
+server on 127.0.0.1. What this does not prove: authentication, RBAC (rbac.yaml's objects are created, not
+enforced), Pod Security and other admission, scheduling, a node's own image pulls (containerd, pull
+secrets) and cluster networking; only a real cluster shows those.
+
+One database: the test runs against the SQLite server only. It exercises the worker and the cluster side,
+not the server's storage (the deploy tests cover both databases), and a run takes minutes on two cores.
+"""
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from tests.kubernetes.conftest import start_worker
+from tests.kubernetes.jobs import assert_pinned_and_non_root, assert_same_job, strictly_valid
+
+pytestmark = [pytest.mark.docker, pytest.mark.parametrize("prefect_server", ["sqlite"], indirect=True)]
+
+DEPLOYMENT = "elt/on-demand"
+
+
+def run_deployment(api_url: str, name: str, timeout: float = 900):
+    """Run a deployment and wait; (the flow run, its child flow runs), as the server holds them at the end."""
+    from prefect.client.orchestration import PrefectClient
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+    from prefect.deployments import run_deployment
+
+    async def run():
+        async with PrefectClient(api=api_url) as client:
+            flow_run = await run_deployment(name, timeout=timeout, poll_interval=2, client=client)
+            children = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run.id])))
+            return await client.read_flow_run(flow_run.id), children
+
+    return anyio.run(run)
+
+
+def test_kubernetes_worker_runs_the_elt_flow_from_the_pinned_digest(release, cluster, tmp_path):
+    release.build()
+    deployed = release.deploy()
+    reference = deployed["reference"]
+    rendered = release.manifests()
+    assert rendered["reference"] == reference
+    worker = start_worker(release, cluster, tmp_path)
+    try:
+        flow_run, children = run_deployment(release.server.api_url, DEPLOYMENT)
+    finally:
+        worker.stop()
+    context = f"worker log:\n{worker.output()}\nstand-in: {cluster.runner.errors}"
+
+    # The worker submitted one Job, accepted; it is the Job `manifests` rendered, apart from per-run fields.
+    submitted = cluster.submitted_jobs()
+    assert [r.status for r in submitted] == [201], context
+    job = submitted[0].body
+    assert_same_job(job, rendered["manifests"][DEPLOYMENT])
+    strictly_valid(job, release.kubernetes_version())
+    assert_pinned_and_non_root(job, reference)
+
+    # The flow run and its children (subflows in the same Pod) completed.
+    assert flow_run.state.is_completed(), f"{flow_run.state}\n{context}"
+    assert len(children) == 2 and all(c.state.is_completed() for c in children), \
+        [(c.name, c.state) for c in children]
+
+    # The one container that ran was started from the pinned digest, pulled from the registry by digest,
+    # as the template's user; the Job and its Pod ended as on a cluster.
+    assert [c.image for c in cluster.runner.started] == [reference], cluster.runner.started
+    container = release.engine.containers.get(cluster.runner.started[0].container_id)
+    assert container.attrs["Config"]["Image"] == reference
+    assert container.attrs["Config"]["User"] == "10001:10001"
+    assert cluster.runner.pulled == [reference]
+    digest = reference.partition("@")[2]
+    assert release.registry.count("GET", f"/v2/{release.name}/manifests/{digest}") >= 1
+    # The flow run reports Completed itself, a moment before its container exits.
+    cluster.wait_until(lambda: cluster.api.objects("jobs", "prefect")[0]["status"].get("succeeded") == 1, 60,
+                       "the Job succeeded")
+    (pod,) = cluster.api.objects("pods", "prefect")
+    assert pod["status"]["phase"] == "Succeeded"
+    assert pod["metadata"]["labels"]["prefect.io/flow-run-id"] == str(flow_run.id)
+    assert cluster.runner.errors == []
