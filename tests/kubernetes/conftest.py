@@ -2,12 +2,13 @@
 pool from deploy/work-pools/kubernetes-job-template.json) on the kit's registry and Prefect server, the
 stand-in cluster (tests/kit/kubernetes/), and the real prefect-kubernetes worker started from the Helm values.
 
-Names are made unique per test so tests share the session's registry and server: the snapshot's
+Names are made unique per release so tests share the session's registry and server: the snapshot's
 slipway.yaml `kind` pool and deploy/helm/values-kind.yaml's `workPool` each get the same suffix, so the two
 stay as equal, or as different, as they are in the repository.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -18,17 +19,29 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 import pytest
 import yaml
 
-from tests.deploy.conftest import cli, registry, remove_tags_containing  # noqa: F401  (shared fixtures)
-from tests.kit.repo import git, snapshot_repo
+from tests.deploy.conftest import Outcome, registry, remove_tags_containing  # noqa: F401  (the session registry)
+from tests.kit.repo import REPO_ROOT, git, snapshot_repo
 
 PREFECT_BIN = Path(sys.executable).parent / "prefect"
 ENV = "kind"
+DEPLOYMENT = "elt/on-demand"
 HELM_VALUES = ("deploy/helm/values.yaml", "deploy/helm/values-kind.yaml")
 RBAC = "deploy/helm/rbac.yaml"
 TEMPLATE = "deploy/work-pools/kubernetes-job-template.json"
+
+
+def run_cli(*args: str) -> Outcome:
+    """`build.py <args>` in-process (the `main` build.py calls), its output captured."""
+    from slipway.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return Outcome(code, out.getvalue(), err.getvalue())
 
 
 @dataclass
@@ -37,18 +50,12 @@ class KubernetesRelease:
 
     root: Path
     name: str
-    suffix: str
     registry: object
     server: object
-    engine: object
-    cli: object
 
     @property
     def pool(self) -> str:
-        return self.environment()["work_pool"]["name"]
-
-    def environment(self) -> dict:
-        return yaml.safe_load((self.root / "slipway.yaml").read_text())["environments"][ENV]
+        return yaml.safe_load((self.root / "slipway.yaml").read_text())["environments"][ENV]["work_pool"]["name"]
 
     def kubernetes_version(self) -> str:
         return yaml.safe_load((self.root / "slipway.yaml").read_text())["kubernetes_version"]
@@ -61,29 +68,22 @@ class KubernetesRelease:
         pipeline.build(pipeline.Workspace(load_project(self.root), Reporter(stream=io.StringIO())))
 
     def deploy(self) -> dict:
-        outcome = self.cli("deploy", "--env", ENV, "--root", str(self.root), "--json")
+        outcome = run_cli("deploy", "--env", ENV, "--root", str(self.root), "--json")
         assert outcome.code == 0, outcome.stderr
         return outcome.json()
 
     def manifests(self) -> dict:
         """`build.py manifests --env kind --json`: {"reference", "manifests": {full name: Job}}."""
-        outcome = self.cli("manifests", "--env", ENV, "--root", str(self.root), "--json")
+        outcome = run_cli("manifests", "--env", ENV, "--root", str(self.root), "--json")
         assert outcome.code == 0, outcome.stderr
         return outcome.json()
 
-    def edit_template(self, edit) -> None:
-        """Change the snapshot's base job template (edit(template) changes it in place) and commit."""
-        path = self.root / TEMPLATE
-        template = json.loads(path.read_text())
-        edit(template)
-        path.write_text(json.dumps(template, indent=2))
-        git(self.root, "commit", "-q", "-am", "tampered job template")
 
-
-def kind_release(tmp_path: Path, test_registry, server, engine, run_cli, monkeypatch):
+def kind_release(workdir: Path, test_registry, server, engine):
+    """Yield a KubernetesRelease of a snapshot of this repository; its image tags are removed afterwards."""
     suffix = uuid.uuid4().hex[:8]
     name = f"k8s-{suffix}"
-    root = snapshot_repo(tmp_path / "repo")
+    root = snapshot_repo(workdir / "repo")
     config = yaml.safe_load((root / "slipway.yaml").read_text())
     config["image"]["name"] = name
     kind = config["environments"][ENV]
@@ -99,26 +99,31 @@ def kind_release(tmp_path: Path, test_registry, server, engine, run_cli, monkeyp
             values["worker"]["config"]["workPool"] = f"{pool}-{suffix}"
             (root / values_file).write_text(yaml.safe_dump(values, sort_keys=False))
     git(root, "commit", "-q", "-am", "point kind at the test registry and server, unique pool")
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))  # not the user's registry logins
-    yield KubernetesRelease(root, name, suffix, test_registry, server, engine, run_cli)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DOCKER_CONFIG", str(workdir / "docker-config"))  # not the user's registry logins
+        yield KubernetesRelease(root, name, test_registry, server)
     remove_tags_containing(engine, name)
 
 
 @pytest.fixture
-def release(tmp_path, registry, prefect_server, docker_engine, cli, monkeypatch):  # noqa: F811
-    yield from kind_release(tmp_path, registry, prefect_server, docker_engine, cli, monkeypatch)
+def release(tmp_path, registry, prefect_server, docker_engine):  # noqa: F811
+    yield from kind_release(tmp_path, registry, prefect_server, docker_engine)
 
 
 @pytest.fixture
-def cluster(tmp_path, release, docker_engine):
-    """The stand-in cluster, with deploy/helm/rbac.yaml's namespace, service accounts and RBAC created."""
+def cluster(tmp_path, docker_engine):
+    """The stand-in cluster, with deploy/helm/rbac.yaml's namespace, service accounts and RBAC created, as
+    deploy/README.md has an admin do before installing the chart."""
     from tests.kit.kubernetes.cluster import start_cluster
     from tests.kit.services import kit_labels
 
-    stand_in = start_cluster(docker_engine, tmp_path, release.kubernetes_version(), labels=kit_labels("pod"))
-    stand_in.install(release.root / RBAC)
-    yield stand_in
-    stand_in.close()
+    version = yaml.safe_load((REPO_ROOT / "slipway.yaml").read_text())["kubernetes_version"]
+    stand_in = start_cluster(docker_engine, tmp_path, version, labels=kit_labels("pod"))
+    try:
+        stand_in.install(REPO_ROOT / RBAC)
+        yield stand_in
+    finally:
+        stand_in.close()
 
 
 class Worker:
@@ -152,7 +157,7 @@ def start_worker(release: KubernetesRelease, cluster, workdir: Path) -> Worker:
     # process goes into each Job's env, and the chart sets no PREFECT_HOME.
     env.update(PREFECT_API_URL=release.server.api_url, HOME=str(workdir / "worker-home"),
                KUBECONFIG=str(cluster.kubeconfig))
-    log = workdir / "worker.log"
+    log = workdir / f"worker-{uuid.uuid4().hex[:6]}.log"
     argv = helm.argv(str(PREFECT_BIN))
     with open(log, "wb") as out:
         process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -166,8 +171,18 @@ def start_worker(release: KubernetesRelease, cluster, workdir: Path) -> Worker:
     return worker
 
 
-@pytest.fixture
-def worker(release, cluster, tmp_path):
-    started = start_worker(release, cluster, tmp_path)
-    yield started
-    started.stop()
+def set_pool_template(api_url: str, pool: str, template: dict) -> None:
+    """Replace a work pool's base job template in Prefect, as `prefect work-pool update --base-job-template`
+    (or the Helm chart's baseJobTemplate init container) would, behind slipway's back."""
+    from prefect.client.orchestration import PrefectClient
+    from prefect.client.schemas.actions import WorkPoolUpdate
+
+    async def update():
+        async with PrefectClient(api=api_url) as client:
+            await client.update_work_pool(pool, WorkPoolUpdate(base_job_template=template))
+
+    anyio.run(update)
+
+
+def repo_template() -> dict:
+    return json.loads((REPO_ROOT / TEMPLATE).read_text())

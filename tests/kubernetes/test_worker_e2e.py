@@ -24,12 +24,10 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from tests.kubernetes.conftest import start_worker
+from tests.kubernetes.conftest import DEPLOYMENT, start_worker
 from tests.kubernetes.jobs import assert_pinned_and_non_root, assert_same_job, strictly_valid
 
 pytestmark = [pytest.mark.docker, pytest.mark.parametrize("prefect_server", ["sqlite"], indirect=True)]
-
-DEPLOYMENT = "elt/on-demand"
 
 
 def run_deployment(api_url: str, name: str, timeout: float = 900):
@@ -48,7 +46,7 @@ def run_deployment(api_url: str, name: str, timeout: float = 900):
     return anyio.run(run)
 
 
-def test_kubernetes_worker_runs_the_elt_flow_from_the_pinned_digest(release, cluster, tmp_path):
+def test_kubernetes_worker_runs_the_elt_flow_from_the_pinned_digest(release, cluster, docker_engine, tmp_path):
     release.build()
     deployed = release.deploy()
     reference = deployed["reference"]
@@ -77,7 +75,7 @@ def test_kubernetes_worker_runs_the_elt_flow_from_the_pinned_digest(release, clu
     # The one container that ran was started from the pinned digest, pulled from the registry by digest,
     # as the template's user; the Job and its Pod ended as on a cluster.
     assert [c.image for c in cluster.runner.started] == [reference], cluster.runner.started
-    container = release.engine.containers.get(cluster.runner.started[0].container_id)
+    container = docker_engine.containers.get(cluster.runner.started[0].container_id)
     assert container.attrs["Config"]["Image"] == reference
     assert container.attrs["Config"]["User"] == "10001:10001"
     assert cluster.runner.pulled == [reference]

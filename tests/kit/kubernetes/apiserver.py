@@ -93,7 +93,7 @@ class Recorded:
     path: str
     query: dict[str, str]
     body: Any  # parsed JSON, or None
-    status: int = 0
+    status: int | None = None  # None while it is being answered (a watch: until the stream ends)
 
     @property
     def verb(self) -> str:
@@ -213,8 +213,9 @@ class ApiServer:
         return self.call(read())
 
     def created(self, plural: str) -> list[Recorded]:
-        """The create requests for a resource, in order, refused ones included."""
-        return [r for r in list(self.requests) if r.method == "POST" and r.path.rstrip("/").endswith("/" + plural)]
+        """The answered create requests for a resource, in order, refused ones included."""
+        return [r for r in list(self.requests) if r.method == "POST" and r.status is not None
+                and r.path.rstrip("/").endswith("/" + plural)]
 
     # -- the store (server loop only) ------------------------------------------------------------------------
 
