@@ -97,7 +97,7 @@ class Recorded:
 
     @property
     def verb(self) -> str:
-        watching = self.query.get("watch") in ("true", "1")
+        watching = parse_bool(self.query.get("watch"))
         return {"GET": "watch" if watching else "get", "POST": "create", "PATCH": "patch", "PUT": "update",
                 "DELETE": "delete"}.get(self.method, self.method.lower())
 
@@ -336,7 +336,7 @@ class ApiServer:
             return web.json_response(self._discovery(parts))
         resource, namespace, name, sub = self._parse(parts)
         query = request.query
-        if request.method == "GET" and query.get("watch") in ("true", "1"):
+        if request.method == "GET" and parse_bool(query.get("watch")):
             return await self._watch(request, resource, namespace, name)
         if request.method == "GET" and name is None:
             items = self._matching(resource, namespace, query)
@@ -410,7 +410,7 @@ class ApiServer:
 
     def _log(self, resource: Resource, namespace: str | None, name: str, query) -> web.Response:
         self.get(resource, namespace, name)  # 404 for a pod that does not exist
-        if query.get("previous") in ("true", "1"):  # no container here is ever restarted
+        if parse_bool(query.get("previous")):  # no container here is ever restarted
             raise ApiError(400, "BadRequest", f'previous terminated container "{query.get("container")}" in pod '
                            f'"{name}" not found')
         tail = int(query["tailLines"]) if query.get("tailLines") else None
@@ -456,7 +456,13 @@ class ApiServer:
         return response
 
 
-# -- selectors and patches ---------------------------------------------------------------------------------
+# -- query parameters, selectors and patches ------------------------------------------------------------
+
+def parse_bool(value: str | None) -> bool:
+    """A boolean query parameter as the API server (Go's strconv.ParseBool) reads it: clients send
+    `true` (kopf) or `True` (kubernetes-asyncio)."""
+    return value in ("1", "t", "T", "true", "TRUE", "True")
+
 
 def selected(obj: dict, query) -> bool:
     """Does the object match the request's labelSelector and fieldSelector (equality, inequality, existence)?"""
