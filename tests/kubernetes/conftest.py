@@ -11,10 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
-import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,49 +123,15 @@ def cluster(tmp_path, docker_engine):
         stand_in.close()
 
 
-class Worker:
-    """`prefect worker start` as the Helm chart runs it, as a process here, logging to a file."""
-
-    def __init__(self, process: subprocess.Popen, log: Path, argv: list[str]):
-        self.process, self.log, self.argv = process, log, argv
-
-    def output(self, tail: int = 4000) -> str:
-        return self.log.read_text(errors="replace")[-tail:]
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-
-
-def start_worker(release: KubernetesRelease, cluster, workdir: Path) -> Worker:
-    """The real prefect-kubernetes worker: arguments and environment from deploy/helm/values*.yaml (the
-    chart's rendering, tests/kit/kubernetes/helm.py), the API URL of the test server, the stand-in's
-    kubeconfig. Returns once the worker has registered with the server (it polls the pool from then on)."""
+def start_worker(release: KubernetesRelease, cluster, workdir: Path):
+    """The real prefect-kubernetes worker: arguments and environment from the snapshot's
+    deploy/helm/values*.yaml (the chart's rendering, tests/kit/kubernetes/helm.py), the API URL of the test
+    server, the stand-in's kubeconfig. Returns once the worker has registered with the server."""
     from tests.kit.kubernetes.helm import worker_from_values
+    from tests.kit.kubernetes.worker import start_worker as start
 
     helm = worker_from_values(*(release.root / f for f in HELM_VALUES))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "KUBERNETES_"))}
-    env.update(helm.env)
-    # HOME as the chart sets it (a scratch directory), not PREFECT_HOME: every PREFECT_* setting of the worker
-    # process goes into each Job's env, and the chart sets no PREFECT_HOME.
-    env.update(PREFECT_API_URL=release.server.api_url, HOME=str(workdir / "worker-home"),
-               KUBECONFIG=str(cluster.kubeconfig))
-    log = workdir / f"worker-{uuid.uuid4().hex[:6]}.log"
-    argv = helm.argv(str(PREFECT_BIN))
-    with open(log, "wb") as out:
-        process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    worker = Worker(process, log, argv)
-    deadline = time.monotonic() + 90
-    while "started!" not in worker.output(100_000):
-        if process.poll() is not None or time.monotonic() > deadline:
-            worker.stop()
-            raise AssertionError(f"the worker did not start: {argv}\n{worker.output()}")
-        time.sleep(0.5)
-    return worker
+    return start(helm, PREFECT_BIN, release.server.api_url, cluster.kubeconfig, workdir)
 
 
 def set_pool_template(api_url: str, pool: str, template: dict) -> None:

@@ -30,8 +30,11 @@ from tests.kubernetes.jobs import assert_pinned_and_non_root, assert_same_job, s
 pytestmark = [pytest.mark.docker, pytest.mark.parametrize("prefect_server", ["sqlite"], indirect=True)]
 
 
-def run_deployment(api_url: str, name: str, timeout: float = 900):
-    """Run a deployment and wait; (the flow run, its child flow runs), as the server holds them at the end."""
+def run_deployment(api_url: str, name: str, children: int, timeout: float = 900):
+    """Run a deployment and wait; (the flow run, its child flow runs), as the server holds them at the end.
+
+    A child is found through the parent's task run that started it, which the server records from events, a
+    moment after the fact: up to 60 s are given for `children` of them to be found."""
     from prefect.client.orchestration import PrefectClient
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
     from prefect.deployments import run_deployment
@@ -39,9 +42,14 @@ def run_deployment(api_url: str, name: str, timeout: float = 900):
     async def run():
         async with PrefectClient(api=api_url) as client:
             flow_run = await run_deployment(name, timeout=timeout, poll_interval=2, client=client)
-            children = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
-                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run.id])))
-            return await client.read_flow_run(flow_run.id), children
+            with anyio.move_on_after(60):
+                while True:
+                    found = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                        parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run.id])))
+                    if len(found) >= children and all(c.state and c.state.is_final() for c in found):
+                        break
+                    await anyio.sleep(1)
+            return await client.read_flow_run(flow_run.id), found
 
     return anyio.run(run)
 
@@ -54,7 +62,7 @@ def test_kubernetes_worker_runs_the_elt_flow_from_the_pinned_digest(release, clu
     assert rendered["reference"] == reference
     worker = start_worker(release, cluster, tmp_path)
     try:
-        flow_run, children = run_deployment(release.server.api_url, DEPLOYMENT)
+        flow_run, children = run_deployment(release.server.api_url, DEPLOYMENT, children=2)
     finally:
         worker.stop()
     context = f"worker log:\n{worker.output()}\nstand-in: {cluster.runner.errors}"

@@ -10,7 +10,8 @@ on PyPI or on npm), so the Kubernetes path is exercised against:
 - `kubelet`: the pod runner, playing the Job controller and the kubelet with the Docker engine;
 - `helm`: the worker's command line and environment rendered from deploy/helm/values*.yaml as the
   prefect-worker chart renders them;
-- `cluster`: the three started together, with a kubeconfig.
+- `worker`: the real `prefect worker start --type kubernetes` as a process, from those values;
+- `cluster`: the API, its admission and the pod runner started together, with a kubeconfig.
 
 What this proves: the worker, from the chart's values, picks up slipway's flow runs, renders the pool's
 template with its own code, sends a Job the API accepts, and the Pod made from it runs the flow from the
