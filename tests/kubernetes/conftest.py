@@ -2,7 +2,8 @@
 pool from deploy/work-pools/kubernetes-job-template.json) on the kit's registry and Prefect server, the
 stand-in cluster (tests/kit/kubernetes/), and the real prefect-kubernetes worker started from the Helm values.
 
-Names are made unique per release so tests share the session's registry and server: the snapshot's
+The release is built and deployed once per session (`deployed`). Names are made unique per release so the
+tests share the session's registry and server with others: the snapshot's
 slipway.yaml `kind` pool and deploy/helm/values-kind.yaml's `workPool` each get the same suffix, so the two
 stay as equal, or as different, as they are in the repository.
 """
@@ -102,9 +103,23 @@ def kind_release(workdir: Path, test_registry, server, engine):
     remove_tags_containing(engine, name)
 
 
-@pytest.fixture
-def release(tmp_path, registry, prefect_server, docker_engine):  # noqa: F811
-    yield from kind_release(tmp_path, registry, prefect_server, docker_engine)
+@dataclass
+class Deployed:
+    release: KubernetesRelease
+    reference: str  # the release's digest reference
+    rendered: dict  # `build.py manifests`: full deployment name -> Job
+
+
+@pytest.fixture(scope="session")
+def deployed(tmp_path_factory, registry, prefect_server, docker_engine):  # noqa: F811
+    """This repository built, pushed and deployed to `kind` once per server; the Jobs `manifests` renders.
+    Tests that change the pool's template put the repository's back when they end."""
+    for release in kind_release(tmp_path_factory.mktemp("kind"), registry, prefect_server, docker_engine):
+        release.build()
+        reference = release.deploy()["reference"]
+        rendered = release.manifests()
+        assert rendered["reference"] == reference
+        yield Deployed(release, reference, rendered["manifests"])
 
 
 @pytest.fixture

@@ -220,7 +220,9 @@ def test_the_worker_starts_as_the_chart_would_from_the_kind_values():
                              "--install-policy", "never"]
     assert worker.env == {"PREFECT_WORKER_PREFETCH_SECONDS": "10", "PREFECT_WORKER_QUERY_SECONDS": "5",
                           "PREFECT_API_ENABLE_HTTP2": "true", "PREFECT_DEBUG_MODE": "false",
-                          "PREFECT_KUBERNETES_CLUSTER_UID": "slipway"}
+                          "PREFECT_KUBERNETES_CLUSTER_UID": "slipway",
+                          "PREFECT_INTEGRATIONS_KUBERNETES_OBSERVER_NAMESPACES": "prefect"}
+    assert worker.service_account == "prefect-worker"
 
 
 @pytest.mark.parametrize("env", ["kind", "staging", "prod"])
@@ -241,3 +243,32 @@ def test_values_merge_like_helm(tmp_path):
     assert worker_from_values(tmp_path / "a.yaml", tmp_path / "b.yaml").argv() == [
         "prefect", "worker", "start", "--type", "kubernetes", "--pool", "a", "--work-queue", "z",
         "--install-policy", "prompt", "--limit", "2", "--one"]
+
+
+# --- RBAC, checked from the request log ------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("method", "path", "query", "allowed"), [
+    ("POST", "/apis/batch/v1/namespaces/prefect/jobs", {}, True),
+    ("GET", "/apis/batch/v1/namespaces/prefect/jobs", {"watch": "true"}, True),
+    ("GET", "/api/v1/namespaces/prefect/pods/p-1/log", {}, True),
+    ("GET", "/api/v1/namespaces/prefect/events", {}, True),
+    ("GET", "/api", {}, True),  # discovery
+    ("GET", "/apis/batch/v1", {}, True),
+    ("GET", "/api/v1/pods", {"watch": "true"}, False),  # cluster-wide: a namespaced Role does not reach it
+    ("GET", "/apis/batch/v1/jobs", {}, False),
+    ("POST", "/api/v1/namespaces/prefect/secrets", {}, False),
+    ("PATCH", "/api/v1/namespaces/prefect/pods/p-1", {}, False),
+    ("POST", "/apis/batch/v1/namespaces/default/jobs", {}, False),  # another namespace
+])
+def test_requests_are_checked_against_the_role_rbac_yaml_binds_to_the_worker(method, path, query, allowed):
+    from tests.kit.kubernetes.apiserver import Recorded
+    from tests.kit.kubernetes.rbac import forbidden, granted_rules
+
+    rules = granted_rules(REPO_ROOT / "deploy/helm/rbac.yaml", "prefect-worker", "prefect")
+    assert (forbidden([Recorded(method, path, query, None, 200)], rules) == []) is allowed
+
+
+def test_the_flow_runs_service_account_is_granted_nothing():
+    from tests.kit.kubernetes.rbac import granted_rules
+
+    assert granted_rules(REPO_ROOT / "deploy/helm/rbac.yaml", "prefect-flows", "prefect") == []

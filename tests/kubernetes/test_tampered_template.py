@@ -1,13 +1,14 @@
 """The end-to-end test's checks fail when the job template is tampered with: the template drops the image
 variable, the Pod would run as root, or the worker would send another image than the release's.
 
-The cheapest real check for each: the repository is released once (module scope: one build, one deploy);
-then, per case, a tampered copy of deploy/work-pools/kubernetes-job-template.json is written to the work
-pool in Prefect (as `prefect work-pool update --base-job-template` or the Helm chart's baseJobTemplate init
-container would: a second writer behind slipway's back), the real prefect-kubernetes worker is started from
-the Helm values, a run of elt/on-demand is created, and the Job the worker sends to the stand-in API is
-checked with the end-to-end test's own checks (tests/kubernetes/jobs.py). The run is not waited for: what
-each case shows is decided when the Job is submitted (and, for two of them, when its Pod starts).
+The cheapest real check for each: the repository is released once per session (conftest's `deployed`,
+shared with the end-to-end test: one build, one deploy); then, per case, a tampered copy of
+deploy/work-pools/kubernetes-job-template.json is written to the work pool in Prefect (as `prefect work-pool
+update --base-job-template` or the Helm chart's baseJobTemplate init container would: a second writer behind
+slipway's back), the real prefect-kubernetes worker is started from the Helm values, a run of elt/on-demand
+is created, and the Job the worker sends to the stand-in API is checked with the end-to-end test's own checks
+(tests/kubernetes/jobs.py). The run is not waited for: what each case shows is decided when the Job is
+submitted (and, for two of them, when its Pod starts). The repository's template is put back after each.
 
 The stand-in is the one of the end-to-end test (tests/kit/kubernetes/); the same limits apply (no RBAC, no
 Pod Security admission: on a real cluster a `restricted` namespace would refuse the root Pod as well).
@@ -17,26 +18,10 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from tests.kubernetes.conftest import (
-    DEPLOYMENT,
-    kind_release,
-    repo_template,
-    set_pool_template,
-    start_worker,
-)
+from tests.kubernetes.conftest import DEPLOYMENT, repo_template, set_pool_template, start_worker
 from tests.kubernetes.jobs import assert_pinned_and_non_root, assert_same_job
 
 pytestmark = [pytest.mark.docker, pytest.mark.parametrize("prefect_server", ["sqlite"], indirect=True)]
-
-
-@pytest.fixture(scope="module")
-def deployed(tmp_path_factory, registry, prefect_server, docker_engine):
-    """This repository built and deployed to `kind` once; the rendered Jobs and the digest reference."""
-    for release in kind_release(tmp_path_factory.mktemp("tampered"), registry, prefect_server, docker_engine):
-        release.build()
-        reference = release.deploy()["reference"]
-        yield release, reference, release.manifests()["manifests"][DEPLOYMENT]
-        set_pool_template(release.server.api_url, release.pool, repo_template())
 
 
 def _container(template: dict) -> dict:
@@ -102,7 +87,7 @@ def submit_with(deployed, cluster, tmp_path):
     """submit_with(edit): tamper the pool's template with `edit`, start the worker, create a run of the
     deployment; returns (the worker's first Job request, the flow run id) once the stand-in got it. The
     worker is stopped and the run ended when the test is over."""
-    release = deployed[0]
+    release = deployed.release
     started = []
 
     def submit(edit):
@@ -119,10 +104,11 @@ def submit_with(deployed, cluster, tmp_path):
     for worker, flow_run_id in started:
         worker.stop()
         cancel_run(release.server.api_url, flow_run_id)
+    set_pool_template(release.server.api_url, release.pool, repo_template())
 
 
 def test_a_template_without_the_image_variable_is_refused(deployed, cluster, submit_with):
-    release, reference, rendered = deployed
+    release, reference, rendered = deployed.release, deployed.reference, deployed.rendered[DEPLOYMENT]
     request, flow_run_id = submit_with(drop_image_variable)
 
     # The worker fell back to Prefect's own image, by tag: the stand-in refuses the Job, no Pod exists.
@@ -142,7 +128,7 @@ def test_a_template_without_the_image_variable_is_refused(deployed, cluster, sub
 
 
 def test_a_template_that_runs_the_pod_as_root_fails_the_checks(deployed, cluster, docker_engine, submit_with):
-    release, reference, rendered = deployed
+    reference, rendered = deployed.reference, deployed.rendered[DEPLOYMENT]
     request, _ = submit_with(run_as_root)
 
     # An API server without Pod Security admission accepts it, and the kubelet runs the container as uid 0.
@@ -157,7 +143,7 @@ def test_a_template_that_runs_the_pod_as_root_fails_the_checks(deployed, cluster
 
 
 def test_a_template_that_sends_another_image_fails_the_checks(deployed, cluster, submit_with):
-    release, reference, rendered = deployed
+    reference, rendered = deployed.reference, deployed.rendered[DEPLOYMENT]
     edit, other = send_another_image(reference)
     request, _ = submit_with(edit)
 

@@ -24,7 +24,9 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from tests.kubernetes.conftest import DEPLOYMENT, start_worker
+from tests.kit.kubernetes.helm import worker_from_values
+from tests.kit.kubernetes.rbac import forbidden, granted_rules
+from tests.kubernetes.conftest import DEPLOYMENT, HELM_VALUES, RBAC, start_worker
 from tests.kubernetes.jobs import assert_pinned_and_non_root, assert_same_job, strictly_valid
 
 pytestmark = [pytest.mark.docker, pytest.mark.parametrize("prefect_server", ["sqlite"], indirect=True)]
@@ -54,15 +56,45 @@ def run_deployment(api_url: str, name: str, children: int, timeout: float = 900)
     return anyio.run(run)
 
 
-def test_kubernetes_worker_runs_the_elt_flow_from_the_pinned_digest(release, cluster, docker_engine, tmp_path):
-    release.build()
-    deployed = release.deploy()
-    reference = deployed["reference"]
-    rendered = release.manifests()
-    assert rendered["reference"] == reference
+def pod_events(api_url: str, pod_uid: str, last: str, timeout: float = 60) -> list[str]:
+    """The `prefect.kubernetes.pod.*` events Prefect holds for a Pod (the worker's observer emits them from
+    the Pod watch stream), once `last` is among them or after `timeout` seconds (events are stored in
+    batches)."""
+    from datetime import UTC, datetime, timedelta
+
+    from prefect.client.orchestration import PrefectClient
+    from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
+
+    query = EventFilter(event=EventNameFilter(prefix=["prefect.kubernetes.pod."]),
+                        resource=EventResourceFilter(id=[f"prefect.kubernetes.pod.{pod_uid}"]),
+                        occurred=EventOccurredFilter(since=datetime.now(UTC) - timedelta(hours=1)))
+
+    async def read():
+        names: list[str] = []
+        async with PrefectClient(api=api_url) as client:
+            with anyio.move_on_after(timeout):
+                while last not in names:
+                    response = await client.request("POST", "/events/filter", json={
+                        "filter": query.model_dump(exclude_unset=True, mode="json")})
+                    names = [e["event"] for e in response.json()["events"]]
+                    await anyio.sleep(1)
+        return sorted(names)
+
+    return anyio.run(read)
+
+
+def test_kubernetes_worker_runs_the_elt_flow_from_the_pinned_digest(deployed, cluster, docker_engine, tmp_path):
+    release, reference, rendered = deployed.release, deployed.reference, deployed.rendered
+    phases = ["prefect.kubernetes.pod.pending", "prefect.kubernetes.pod.running", "prefect.kubernetes.pod.succeeded"]
     worker = start_worker(release, cluster, tmp_path)
     try:
         flow_run, children = run_deployment(release.server.api_url, DEPLOYMENT, children=2)
+        # The flow run reports Completed itself, a moment before its container exits and the Job succeeds;
+        # the worker's observer must see that too, so the worker runs until the Pod's last event is in.
+        cluster.wait_until(lambda: [j["status"].get("succeeded") for j in cluster.api.objects("jobs")] == [1], 60,
+                           "the Job succeeded")
+        (pod,) = cluster.api.objects("pods", "prefect")
+        events = pod_events(release.server.api_url, pod["metadata"]["uid"], phases[-1])
     finally:
         worker.stop()
     context = f"worker log:\n{worker.output()}\nstand-in: {cluster.runner.errors}"
@@ -71,7 +103,7 @@ def test_kubernetes_worker_runs_the_elt_flow_from_the_pinned_digest(release, clu
     submitted = cluster.submitted_jobs()
     assert [r.status for r in submitted] == [201], context
     job = submitted[0].body
-    assert_same_job(job, rendered["manifests"][DEPLOYMENT])
+    assert_same_job(job, rendered[DEPLOYMENT])
     strictly_valid(job, release.kubernetes_version())
     assert_pinned_and_non_root(job, reference)
 
@@ -81,7 +113,7 @@ def test_kubernetes_worker_runs_the_elt_flow_from_the_pinned_digest(release, clu
         [(c.name, c.state) for c in children]
 
     # The one container that ran was started from the pinned digest, pulled from the registry by digest,
-    # as the template's user; the Job and its Pod ended as on a cluster.
+    # as the template's user; its Pod ended as on a cluster.
     assert [c.image for c in cluster.runner.started] == [reference], cluster.runner.started
     container = docker_engine.containers.get(cluster.runner.started[0].container_id)
     assert container.attrs["Config"]["Image"] == reference
@@ -89,10 +121,18 @@ def test_kubernetes_worker_runs_the_elt_flow_from_the_pinned_digest(release, clu
     assert cluster.runner.pulled == [reference]
     digest = reference.partition("@")[2]
     assert release.registry.count("GET", f"/v2/{release.name}/manifests/{digest}") >= 1
-    # The flow run reports Completed itself, a moment before its container exits.
-    cluster.wait_until(lambda: cluster.api.objects("jobs", "prefect")[0]["status"].get("succeeded") == 1, 60,
-                       "the Job succeeded")
-    (pod,) = cluster.api.objects("pods", "prefect")
     assert pod["status"]["phase"] == "Succeeded"
     assert pod["metadata"]["labels"]["prefect.io/flow-run-id"] == str(flow_run.id)
     assert cluster.runner.errors == []
+
+    # The worker's observer (kopf) watched the namespace's Pods and Jobs through the stand-in and reported the
+    # Pod's phases, as the pod runner wrote them, to Prefect.
+    watched = {r.path for r in cluster.client_requests() if r.verb == "watch"}
+    assert {"/api/v1/namespaces/prefect/pods", "/apis/batch/v1/namespaces/prefect/jobs"} <= watched, watched
+    assert events == phases, context
+
+    # The stand-in enforces no RBAC: every request of the worker is checked against what rbac.yaml grants the
+    # service account the Helm values give the worker, in the namespace it runs in (the Jobs').
+    account = worker_from_values(*(release.root / f for f in HELM_VALUES)).service_account
+    rules = granted_rules(release.root / RBAC, account, job["metadata"]["namespace"])
+    assert forbidden(cluster.client_requests(), rules) == []

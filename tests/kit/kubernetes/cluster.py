@@ -30,10 +30,17 @@ class StandInCluster:
     runner: PodRunner
     kubeconfig: Path
 
+    installed: int = 0  # how many requests the installation took: those after it are the clients'
+
     def install(self, *manifests: Path) -> None:
         """What an admin does before installing the worker: `kubectl create namespace <ns>` for each namespace
         the files name, then `kubectl create -f <file>`, through the API with kubernetes-asyncio's client."""
         asyncio.run(self._install(manifests))
+        self.installed = len(self.api.requests)
+
+    def client_requests(self) -> list[Recorded]:
+        """The requests made after `install`: the worker's and its observer's."""
+        return list(self.api.requests)[self.installed:]
 
     async def _install(self, manifests) -> None:
         from kubernetes_asyncio import client, config, utils

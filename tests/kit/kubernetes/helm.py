@@ -10,8 +10,9 @@ values). So a drift between deploy/helm/values*.yaml and slipway.yaml (the pool 
 queues) shows when the worker started from them picks up slipway's flow runs, or does not.
 
 Not taken from the values, and said by the caller instead: the API URL and key (the test's own server),
-the worker image (the worker runs from this venv), and anything of the worker's Pod (its service account,
-resources, security context: the worker runs as a process here, not in a Pod).
+the worker image (the worker runs from this venv), and the rest of the worker's Pod (resources, security
+context: the worker runs as a process here, not in a Pod). Its service account is read, so that the worker's
+requests can be checked against the RBAC granted to it (rbac.py).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from pathlib import Path
 import yaml
 
 # The chart's defaults for the values read here (prefect-worker chart, values.yaml).
-CHART_DEFAULTS = {"worker": {
+CHART_DEFAULTS = {"fullnameOverride": "prefect-worker", "serviceAccount": {"create": True, "name": ""}, "worker": {
     "clusterUid": "",
     "image": {"debug": False},
     "config": {"type": "kubernetes", "workPool": "", "workQueues": [], "queryInterval": 5, "prefetchSeconds": 10,
@@ -60,6 +61,7 @@ class HelmWorker:
     name: str | None = None
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    service_account: str = "prefect-worker"  # the worker Pod's: whose RBAC its requests are checked against
 
     def argv(self, prefect: str = "prefect") -> list[str]:
         args = [prefect, "worker", "start", "--type", self.type, "--pool", self.pool]
@@ -74,7 +76,8 @@ class HelmWorker:
 
 
 def worker_from_values(*files: Path) -> HelmWorker:
-    values = load_values(*files)["worker"]
+    chart = load_values(*files)
+    values = chart["worker"]
     config = values["config"]
     if not config.get("workPool"):
         raise ValueError(f"{', '.join(str(f) for f in files)}: worker.config.workPool is required by the chart")
@@ -90,4 +93,5 @@ def worker_from_values(*files: Path) -> HelmWorker:
             env[item["name"]] = str(item["value"])
     return HelmWorker(type=config["type"], pool=config["workPool"], queues=list(config.get("workQueues") or []),
                       install_policy=config["installPolicy"], limit=config.get("limit"), name=config.get("name"),
-                      extra_args=list(values.get("extraArgs") or []), env=env)
+                      extra_args=list(values.get("extraArgs") or []), env=env,
+                      service_account=chart["serviceAccount"].get("name") or chart["fullnameOverride"])

@@ -42,7 +42,7 @@ def start_worker(helm: HelmWorker, prefect: Path, api_url: str, kubeconfig: Path
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "KUBERNETES_"))}
     env.update(helm.env)
     env.update(PREFECT_API_URL=api_url, HOME=str(workdir / "worker-home"), KUBECONFIG=str(kubeconfig))
-    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "worker-home").mkdir(parents=True, exist_ok=True)
     log = workdir / f"worker-{uuid.uuid4().hex[:6]}.log"
     argv = helm.argv(str(prefect))
     with open(log, "wb") as out:
