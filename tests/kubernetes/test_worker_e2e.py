@@ -12,9 +12,10 @@ Kubernetes REST and watch protocol over HTTP, keeps the objects and records ever
 a Job whose image is not a digest reference or that fails strict schema validation. The pod runner creates
 the Job's Pod and starts it as a Docker container: the image exactly as given, the command, args, env,
 working directory and uid:gid from the Pod spec, on the host network so the flow run reaches the Prefect
-server on 127.0.0.1. What this does not prove: authentication, RBAC (rbac.yaml's objects are created, not
-enforced), Pod Security and other admission, scheduling, a node's own image pulls (containerd, pull
-secrets) and cluster networking; only a real cluster shows those.
+server on 127.0.0.1. What this does not prove: authentication, RBAC enforcement (rbac.yaml's objects are
+created, and the worker's recorded requests are checked against its Role afterwards, but nothing is
+refused for lack of a permission), Pod Security and other admission, scheduling, a node's own image pulls
+(containerd, pull secrets) and cluster networking; only a real cluster shows those.
 
 One database: the test runs against the SQLite server only. It exercises the worker and the cluster side,
 not the server's storage (the deploy tests cover both databases), and a run takes minutes on two cores.
@@ -136,3 +137,4 @@ def test_kubernetes_worker_runs_the_elt_flow_from_the_pinned_digest(deployed, cl
     account = worker_from_values(*(release.root / f for f in HELM_VALUES)).service_account
     rules = granted_rules(release.root / RBAC, account, job["metadata"]["namespace"])
     assert forbidden(cluster.client_requests(), rules) == []
+
