@@ -69,7 +69,8 @@ class StandInCluster:
             time.sleep(0.2)
 
     def close(self) -> None:
-        """Stop the API (its watches closed, its tasks cancelled), then remove the containers it started."""
+        """Stop the Pods' containers still running, then the API (its watches closed, its tasks cancelled), then
+        remove the containers the pod runner started."""
         self.runner.stop_containers()
         self.api.stop()
         self.runner.remove_containers()
