@@ -153,8 +153,30 @@ async def check_manifests(validated: ValidatedRelease, reference: str) -> None:
         pool.template, [(dep, pinned_job_variables(dep, reference)) for dep in validated.deployments],
         work_pool_name=pool.name, api_url=config.env.prefect.api_url, template_display=pool.template_display)
     for dep in validated.deployments:
-        validate_kubernetes_manifest(dep, validated.manifests[dep.full_name], config.kubernetes_version,
-                                     pool.template_display)
+        manifest = validated.manifests[dep.full_name]
+        validate_kubernetes_manifest(dep, manifest, config.kubernetes_version, pool.template_display)
+        check_job_runs_the_release(dep, manifest, reference, pool.template_display)
+
+
+def check_job_runs_the_release(dep: ResolvedDeployment, manifest: dict[str, Any], reference: str,
+                               template_display: str) -> None:
+    """The Job's container runs the release's digest, and not as root. A template that drops `{{ image }}`
+    validates as a Job, and the worker would then send Prefect's own image by tag: refused here."""
+    pod = ((manifest.get("spec") or {}).get("template") or {}).get("spec") or {}
+    containers = pod.get("containers") or [{}]
+    image = containers[0].get("image")
+    if image != reference:
+        raise SlipwayError(
+            f"{template_display}: the Job rendered for {dep.full_name} runs image {image!r}, not the release's "
+            f"{reference}", "the template's first container needs `\"image\": \"{{ image }}\"` (slipway sets it)")
+    for container in containers:
+        context = {**(pod.get("securityContext") or {}), **(container.get("securityContext") or {})}
+        if not (context.get("runAsNonRoot") is True or context.get("runAsUser") not in (None, 0)) \
+                or context.get("runAsUser") == 0:
+            raise SlipwayError(
+                f"{template_display}: the Job rendered for {dep.full_name} may run container "
+                f"'{container.get('name')}' as root",
+                "set securityContext.runAsNonRoot: true (and runAsUser) in the base job template")
 
 
 def check_probe(declarations: Declarations, results: list[dict[str, Any]], image: str) -> list[str]:

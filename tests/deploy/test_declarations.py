@@ -243,3 +243,35 @@ def test_helm_rbac_is_strictly_valid_and_values_match_slipway_yaml(repo):
 
     base = yaml.safe_load((REPO_ROOT / "deploy/helm/values.yaml").read_text())
     assert base["worker"]["image"]["prefectTag"].startswith(prefect.__version__ + "-")
+
+
+def test_a_job_that_would_not_run_the_release_or_would_run_as_root_is_refused(repo):
+    """The Job must run the release's digest, and not as root: a template that drops `{{ image }}` still
+    renders a valid Job (the worker would then send Prefect's own image by tag)."""
+    import copy
+
+    from slipway.deploy.validate import check_job_runs_the_release
+
+    project, decls = repo
+    env = project.environment("kind")
+    template = load_job_template(REPO_ROOT / "deploy/work-pools/kubernetes-job-template.json", "template")
+    dep = resolve_for_environment(decls, REPO_FLOW_NAMES, "kind", env)[0]
+    reference = f"{env.image_repository()}@sha256:{'3' * 64}"
+
+    def render(tpl):
+        return render_job_manifest(tpl, {**dep.job_variables, "image": reference}, flow_name=dep.flow_name,
+                                   deployment_name=dep.name, work_pool_name="p")
+
+    check_job_runs_the_release(dep, render(template), reference, "template")  # the repo's template passes
+    no_image = copy.deepcopy(template)
+    del no_image["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]["containers"][0]["image"]
+    with pytest.raises(SlipwayError, match="not the release's"):
+        check_job_runs_the_release(dep, render(no_image), reference, "template")
+    as_root = copy.deepcopy(template)
+    pod = as_root["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]
+    pod["securityContext"] = {"runAsUser": 0}
+    with pytest.raises(SlipwayError, match="as root"):
+        check_job_runs_the_release(dep, render(as_root), reference, "template")
+    pod["securityContext"] = {}
+    with pytest.raises(SlipwayError, match="as root"):
+        check_job_runs_the_release(dep, render(as_root), reference, "template")
