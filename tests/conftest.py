@@ -7,7 +7,9 @@ by construction; its labels and tags name that snapshot's commit.
 """
 from __future__ import annotations
 
+import contextlib
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -48,6 +50,12 @@ def start_registry(docker_engine):
         registry.remove()
 
 
+@pytest.fixture(scope="session")
+def registry(start_registry):
+    """An anonymous registry on a random loopback port (the image `build.py up` runs), removed at session end."""
+    return start_registry("deploy")
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def prefect_server(request, docker_engine):
     """A Prefect server container (API only, no scheduler) on SQLite, then on PostgreSQL: the tests that use
@@ -74,6 +82,45 @@ def release_image(docker_engine, snapshot) -> dict:
 
     built = pipeline.build(pipeline.Workspace(load_project(snapshot), Reporter(stream=io.StringIO())))
     return {**results.image_json(built), "root": snapshot}
+
+
+class Outcome:
+    def __init__(self, code: int, stdout: str, stderr: str):
+        self.code = code
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def json(self) -> dict:
+        return json.loads(self.stdout)
+
+    @property
+    def error(self) -> str:
+        lines = [ln for ln in self.stderr.splitlines() if ln.startswith("error: ")]
+        return lines[-1] if lines else ""
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run `build.py <args>` in-process (the same `main` build.py calls) and capture its outcome."""
+    from slipway.cli import main
+
+    def run(*args: str) -> Outcome:
+        capsys.readouterr()
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return Outcome(code, out, err)
+
+    return run
+
+
+def remove_tags_containing(docker_engine, name: str) -> None:
+    """Remove this test's image tags. The raw listing (one API call) cannot trip over an image another
+    process removes meanwhile, as `images.list()` (one lookup per image) can."""
+    for summary in docker_engine.api.images():
+        for tag in summary.get("RepoTags") or []:
+            if name in tag:
+                with contextlib.suppress(Exception):
+                    docker_engine.images.remove(tag, force=True)
 
 
 DOCKER_FIXTURES = {"docker_engine", "release_image"}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import re
 import shutil
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import Outcome, remove_tags_containing  # noqa: F401  (re-exported for the suites)
 from tests.kit.net import free_port  # noqa: F401  (the bad-input tests use it)
 from tests.kit.repo import REPO_ROOT, git, snapshot_repo
 
@@ -29,12 +29,6 @@ os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="deploy-prefect-ho
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TEMPLATE = REPO_ROOT / "deploy" / "work-pools" / "kubernetes-job-template.json"
-
-
-@pytest.fixture(scope="session")
-def registry(start_registry):
-    """An anonymous registry on a random loopback port (the image `build.py up` runs), removed at session end."""
-    return start_registry("deploy")
 
 
 # --- the flows image -----------------------------------------------------------------------------------------
@@ -139,16 +133,6 @@ def project(tmp_path, prefect_server, registry, flows_image, docker_engine, monk
     remove_tags_containing(docker_engine, name)
 
 
-def remove_tags_containing(docker_engine, name: str) -> None:
-    """Remove this test's image tags. The raw listing (one API call) cannot trip over an image another
-    process removes meanwhile, as `images.list()` (one lookup per image) can."""
-    for summary in docker_engine.api.images():
-        for tag in summary.get("RepoTags") or []:
-            if name in tag:
-                with contextlib.suppress(Exception):
-                    docker_engine.images.remove(tag, force=True)
-
-
 def tag_head_image(docker_engine, flows_image: str, proj: Project) -> str:
     """HEAD's image as `make image` leaves it: `<name>:<sha>` (and -dirty), slipway's release layer on top of
     the session's flows image — the entry points of this test's deployments.yaml probed inside it by
@@ -196,35 +180,6 @@ def tag_bare_image(docker_engine, flows_image: str, proj: Project) -> str:
 
 
 # --- running the CLI and reading Prefect ---------------------------------------------------------------------
-
-class Outcome:
-    def __init__(self, code: int, stdout: str, stderr: str):
-        self.code = code
-        self.stdout = stdout
-        self.stderr = stderr
-
-    def json(self) -> dict:
-        return json.loads(self.stdout)
-
-    @property
-    def error(self) -> str:
-        lines = [ln for ln in self.stderr.splitlines() if ln.startswith("error: ")]
-        return lines[-1] if lines else ""
-
-
-@pytest.fixture
-def cli(capsys):
-    """Run `build.py <args>` in-process (the same `main` build.py calls) and capture its outcome."""
-    from slipway.cli import main
-
-    def run(*args: str) -> Outcome:
-        capsys.readouterr()
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return Outcome(code, out, err)
-
-    return run
-
 
 def prefect_state(api_url: str, names: list[str]) -> dict:
     """Each deployment as Prefect holds it (None when absent): the fields the tests compare."""

@@ -21,7 +21,7 @@ import anyio
 import pytest
 import yaml
 
-from tests.deploy.conftest import Outcome, registry, remove_tags_containing  # noqa: F401  (the session registry)
+from tests.conftest import Outcome, remove_tags_containing  # noqa: F401
 from tests.kit.repo import REPO_ROOT, git, snapshot_repo
 
 PREFECT_BIN = Path(sys.executable).parent / "prefect"
