@@ -224,7 +224,7 @@ async def deploy(ws: Workspace, target: Target, allow_downgrade: bool = False,
         validated = await validate_head(ws, target, api, head, config)
         if not allow_downgrade:  # a stale CI job must not undo a newer release: said before any write...
             await guard_downgrade(ws, target, api, pool_name, head_digest)
-        async with release_lease(api, target.name, ws.reporter):
+        async with release_lease(api, target.name, ws.reporter) as lease:
             if not allow_downgrade:  # ...and checked again once no other release can write meanwhile
                 await guard_downgrade(ws, target, api, pool_name, head_digest)
             pushed = head.pushed
@@ -236,7 +236,7 @@ async def deploy(ws: Workspace, target: Target, allow_downgrade: bool = False,
             if validated.pool.type == "kubernetes":  # validated against a placeholder: check the real Jobs
                 await check_manifests(validated, pushed.reference)
             result = await plan_release(api, validated, pushed.reference, ws.commit, target.name, pushed.reference)
-            await apply_plan(api, result, ws.reporter)
+            await apply_plan(api, result, ws.reporter, lease=lease)
     return result
 
 
@@ -275,14 +275,14 @@ async def rollback(ws: Workspace, target: Target, ref: str) -> RolledBack:
     async with target.connect() as api:
         pool = pool_state(config, ws.project, await api.read_work_pool(config.env.work_pool.name))
         validated = await validate_release(config, pool, layer, reference, reference, ws.reporter)
-        async with release_lease(api, target.name, ws.reporter):
+        async with release_lease(api, target.name, ws.reporter) as lease:
             result = await plan_release(api, validated, reference, found.commit(ws.project.root), target.name,
                                         reference)
             keep = {d.full_name for d in validated.deployments}
             result.to_pause = [d for d in await api.deployments_in_pool(pool.name)
                                if d.image.startswith(target.repository + "@") and d.full_name not in keep
                                and not d.paused]
-            await apply_plan(api, result, ws.reporter, verb="rollback")
+            await apply_plan(api, result, ws.reporter, verb="rollback", lease=lease)
     return RolledBack(found, result)
 
 

@@ -299,6 +299,18 @@ class PrefectServer:
         out, err = self.container.get_logs()
         return (out + err).decode(errors="replace")
 
+    def stop(self) -> None:
+        """Stop the server's container, keeping it and its database (start_again() resumes)."""
+        self.container.get_wrapped_container().stop(timeout=5)
+
+    def start_again(self) -> None:
+        """Start the stopped container again, on the same database; the engine publishes it on a new port."""
+        wrapped = self.container.get_wrapped_container()
+        wrapped.start()
+        wrapped.reload()
+        self.port = int(wrapped.ports["4200/tcp"][0]["HostPort"])
+        _wait_http(f"{self.api_url}/health", (200,), PREFECT_STARTUP_SECONDS)
+
     def remove(self) -> None:
         if self.container is not None:
             with contextlib.suppress(NotFound, APIError):
