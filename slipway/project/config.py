@@ -158,11 +158,27 @@ class Project:
 README_SECTION = "README.md 'Configuration'"
 
 
+# The fix for a value of the wrong type or out of range, by pydantic's error type (declarations.py uses it too).
+TYPE_FIXES = {
+    "string_type": "write a string here (quote it if YAML reads it as something else)",
+    "bool_type": "use true or false", "bool_parsing": "use true or false",
+    "int_type": "use a whole number", "int_parsing": "use a whole number", "int_from_float": "use a whole number",
+    "float_type": "use a number", "float_parsing": "use a number",
+    "dict_type": "write a mapping here (key: value lines)", "model_type": "write a mapping here (key: value lines)",
+    "model_attributes_type": "write a mapping here (key: value lines)",
+    "list_type": "write a list here (`- item` lines, or [a, b])",
+    "literal_error": "use one of the values it lists",
+    "greater_than": "use a larger number", "greater_than_equal": "use a larger number",
+    "less_than": "use a smaller number", "less_than_equal": "use a smaller number",
+}
+
+
 def validation_error(filename: str, exc: ValidationError, prefix: str = "") -> SlipwayError:
     """The first pydantic error as one line: `file: field.path: problem; fix`."""
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
-    msg, fix = " ".join(err["msg"].split()), f"see {README_SECTION} for the accepted keys and values"
+    msg = " ".join(err["msg"].split())
+    fix = TYPE_FIXES.get(err["type"]) or f"see {README_SECTION} for the accepted keys and values"
     if err["type"] == "extra_forbidden":
         msg, fix = "unknown key", f"remove it or fix its spelling (the keys are listed in {README_SECTION})"
     elif err["type"] == "missing":

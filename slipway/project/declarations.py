@@ -34,7 +34,7 @@ from pydantic import (
 )
 
 from slipway.errors import SlipwayError
-from slipway.project.config import CONFIG_FILE, EnvironmentConfig, Project
+from slipway.project.config import CONFIG_FILE, TYPE_FIXES, EnvironmentConfig, Project
 
 README_SECTION = "README.md 'Deployments'"
 # `path/to/file.py:function` — the form prefect.yaml uses, relative to the image's app directory.
@@ -166,7 +166,7 @@ class DeploymentDecl(_Strict):
     @classmethod
     def _no_version(cls, v: Any) -> None:
         if v is not None:
-            raise ValueError("slipway sets the version to the release's Git SHA; remove this key")
+            raise ValueError("slipway sets the version to the release's Git SHA")
 
 
 class DeploymentsFile(_Strict):
@@ -226,13 +226,17 @@ def describe_validation_error(filename: str, exc: ValidationError, prefix: str =
     for lead in ("Value error, ", "Assertion failed, "):
         msg = msg.removeprefix(lead)
     msg = " ".join(msg.split())
-    field = next((str(p) for p in reversed(err["loc"]) if isinstance(p, str)), "")
+    # A field's fix is for the field itself; an entry of a list has its own ("schedules[]"): deployments[0]
+    # not being a mapping is not fixed by "declare at least one deployment".
+    named = [p for p in err["loc"] if isinstance(p, str)]
+    field = (named[-1] + "[]" if isinstance(err["loc"][-1], int) else named[-1]) if named else ""
     if err["type"] == "extra_forbidden":
         msg, fix = "unknown key", f"remove it or fix its spelling (the accepted keys are in {README_SECTION})"
     elif err["type"] == "missing":
         msg, fix = "required field is missing", f"add it (see {README_SECTION})"
     else:
-        fix = _FIXES.get(field) or _FIXES_BY_TYPE.get(err["type"]) or f"see {README_SECTION}"
+        fix = (_FIXES.get(field) or TYPE_FIXES.get(err["type"]) or _FIXES_BY_TYPE.get(err["type"])
+               or f"see {README_SECTION}")
     return SlipwayError(f"{filename}: {where}: {msg}" if where else f"{filename}: {msg}", fix)
 
 
@@ -243,11 +247,12 @@ _FIXES = {
     "interval": "use seconds (3600), HH:MM:SS or ISO 8601 (PT1H)",
     "entrypoint": "write it as flows/<file>.py:<flow function>",
     "name": "give every deployment a name without '/'",
-    "deployments": "declare at least one deployment",
+    "deployments": "declare at least one deployment, as a list of mappings (- name: ..., entrypoint: ...)",
     "concurrency_limit": "use a whole number of at least 1, or leave it out for no limit",
-    "version": "remove it: slipway sets the version to the release's Git SHA",
-    "schedules": "give each schedule exactly one of cron, interval or rrule (anchor_date with interval, "
-                 "day_or with cron) and a unique slug",
+    "version": "remove it",
+    "schedules": "give each schedule a unique slug (or none: slipway names them schedule-<n>)",
+    "schedules[]": "give each schedule exactly one of cron, interval or rrule (anchor_date goes with interval, "
+                   "day_or with cron)",
 }
 _FIXES_BY_TYPE = {
     "value_error": f"see {README_SECTION} for what this field accepts",
