@@ -8,7 +8,8 @@
 4. Every job-variable key exists in the work pool's `variables.properties` (Prefect would ignore an unknown
    key silently) and every value validates against it, the way the server checks a deployment.
 5. Kubernetes pools: the Job manifest, rendered by prefect-kubernetes' own code, validates strictly for
-   slipway.yaml's `kubernetes_version`.
+   slipway.yaml's `kubernetes_version`, and its values follow the API server's own rules (quantities,
+   requests within limits, names and labels: deploy/kubernetes_values.py).
 
 Each failure is a SlipwayError naming the file and field it comes from.
 """
@@ -23,6 +24,7 @@ import yaml
 from slipway.build.release_layer import ReleaseLayer
 from slipway.deploy.desired import pinned_job_variables
 from slipway.deploy.kubernetes import load_job_template, render_job_manifests, validate_manifest
+from slipway.deploy.kubernetes_values import check_job
 from slipway.deploy.live import LivePool
 from slipway.errors import SlipwayError
 from slipway.output import Reporter
@@ -153,8 +155,10 @@ async def check_manifests(validated: ValidatedRelease, reference: str) -> None:
         pool.template, [(dep, pinned_job_variables(dep, reference)) for dep in validated.deployments],
         work_pool_name=pool.name, api_url=config.env.prefect.api_url, template_display=pool.template_display)
     for dep in validated.deployments:
-        validate_kubernetes_manifest(dep, validated.manifests[dep.full_name], config.kubernetes_version,
-                                     pool.template_display)
+        manifest = validated.manifests[dep.full_name]
+        validate_kubernetes_manifest(dep, manifest, config.kubernetes_version, pool.template_display)
+        check_job(manifest, pool.template, dep.job_variables, dep.job_variables_source, pool.template_display,
+                  dep.full_name)
 
 
 def check_probe(declarations: Declarations, results: list[dict[str, Any]], image: str) -> list[str]:

@@ -96,6 +96,18 @@ CASES = {
                                         [{"key": "gpu", "efect": "NoSchedule"}])),
         "kind", ["deploy/work-pools/kubernetes-job-template.json: the Job rendered for",
                  "spec.template.spec.tolerations.0: unknown field", "efect"]),
+    "kubernetes-cpu-not-a-quantity": (
+        lambda p: edit_config(p, set_in(["environments", "kind", "job_variables", "cpu_request"], "lots")),
+        "kind", ["slipway.yaml: environments.kind.job_variables.cpu_request: 'lots' is not a Kubernetes quantity",
+                 "512Mi"]),
+    "kubernetes-request-above-limit": (
+        lambda p: edit_config(p, set_in(["environments", "kind", "job_variables", "memory_request"], "4Gi")),
+        "kind", ["slipway.yaml: environments.kind.job_variables.memory_request: the memory request '4Gi' is more "
+                 "than the limit '2Gi'"]),
+    "kubernetes-namespace-name": (
+        lambda p: edit_config(p, set_in(["environments", "kind", "job_variables", "namespace"], "Prefect_Flows")),
+        "kind", ["slipway.yaml: environments.kind.job_variables.namespace: 'Prefect_Flows' is not a valid "
+                 "Kubernetes namespace", "lowercase letters"]),
     "override-for-unknown-deployment": (
         lambda p: edit_config(p, set_in(["environments", "local", "deployments"],
                                         {"deploy-test-hello/nope": {"parameters": {"count": 1}}})),
