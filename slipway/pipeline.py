@@ -43,7 +43,7 @@ from slipway.deploy.validate import ReleaseConfig, ValidatedRelease, check_manif
 from slipway.errors import SlipwayError
 from slipway.output import Reporter
 from slipway.project.config import CONFIG_FILE, Project
-from slipway.project.declarations import load_declarations
+from slipway.project.declarations import load_declarations, refuse_project_secrets
 from slipway.project.git import GitFacts, is_ancestor, read_git_facts
 from slipway.registry.push import PushedImage, push_image
 from slipway.registry.releases import Release, find_release, read_labels, read_release_layer, release_at
@@ -91,6 +91,7 @@ def build(ws: Workspace, allow_dirty: bool = False, nocache: bool = False) -> Bu
     facts = ws.commit
     refuse_dirty(facts, allow_dirty)
     declarations = load_declarations(ws.project)  # a broken deployments.yaml fails before any build work
+    refuse_project_secrets(ws.project, declarations)  # both files go into the image: no secret may
     files = release_layer.collect(ws.project)
     content = build_content(ws.engine, ws.project, facts, ws.reporter, nocache=nocache)
     probe = probe_content(ws.engine, ws.project, content, declarations, ws.reporter)

@@ -34,6 +34,8 @@ from slipway.project.declarations import (
     ResolvedDeployment,
     load_declarations,
     parse_declarations,
+    refuse_declared_secrets,
+    refuse_environment_secrets,
     resolve_for_environment,
 )
 
@@ -53,8 +55,12 @@ class ReleaseConfig:
 
     @classmethod
     def from_project(cls, project: Project, env_name: str) -> ReleaseConfig:
-        return cls(env_name, project.environment(env_name), load_declarations(project),
-                   project.config.kubernetes_version, project.config.image.app_dir)
+        """The working tree's release for `env_name`; a secret-looking value in what it registers is refused
+        (a rollback re-registers an older release as it was, so `from_layer` does not refuse)."""
+        env, declarations = project.environment(env_name), load_declarations(project)
+        refuse_declared_secrets(declarations)
+        refuse_environment_secrets(env_name, env)
+        return cls(env_name, env, declarations, project.config.kubernetes_version, project.config.image.app_dir)
 
     @classmethod
     def from_layer(cls, layer: ReleaseLayer, env_name: str, where: str) -> ReleaseConfig:

@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from slipway.errors import SlipwayError
+from slipway.project.secrets import check_not_secret_paths
 
 CONFIG_FILE = "slipway.yaml"
 LOCAL_ENVIRONMENT = "local"
@@ -94,6 +95,10 @@ class EnvironmentConfig(_Strict):
     deployments: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # Tags added to every deployment registered in this environment.
     tags: list[str] = Field(default_factory=list)
+    # Paths of this environment's job_variables that look like secrets but are not (project/secrets.py).
+    not_secret: list[str] = Field(default_factory=list)
+
+    _not_secret_paths = field_validator("not_secret")(classmethod(lambda cls, v: check_not_secret_paths(v)))
 
     def image_repository(self) -> str:
         return f"{self.registry.host}/{self.repository}"
