@@ -214,9 +214,11 @@ HTPASSWD_PATH = "/etc/slipway-registry/htpasswd"
 
 
 def start_registry(engine: docker.DockerClient, name_prefix: str, htpasswd: bytes | None = None,
-                   auth: tuple[str, str] | None = None, port: int | None = None) -> Registry:
+                   auth: tuple[str, str] | None = None, port: int | None = None,
+                   env: dict[str, str] | None = None, files: dict[str, bytes] | None = None) -> Registry:
     """A registry on a loopback port (`port`, else a random one); with `htpasswd` (bcrypt lines),
-    authentication is required. A fixed port survives `stop()` and `start_again()`."""
+    authentication is required. A fixed port survives `stop()` and `start_again()`. `env` and `files` add
+    REGISTRY_* settings and the files they name (token authentication: tests/kit/token_auth.py)."""
     from slipway.stack import registry_image
 
     image = registry_image(engine, _project(), _quiet())
@@ -230,6 +232,10 @@ def start_registry(engine: docker.DockerClient, name_prefix: str, htpasswd: byte
                      .with_env("REGISTRY_AUTH_HTPASSWD_REALM", "slipway-tests")
                      .with_env("REGISTRY_AUTH_HTPASSWD_PATH", HTPASSWD_PATH)
                      .with_copy_into_container(htpasswd, HTPASSWD_PATH))
+    for key, value in (env or {}).items():
+        container = container.with_env(key, value)
+    for path, data in (files or {}).items():
+        container = container.with_copy_into_container(data, path)
     container.start()
     return Registry(container, int(container.get_exposed_port(5000)), auth)
 
