@@ -42,8 +42,6 @@ class Run:
 
     def finish(self, timeout: float = 240) -> Outcome:
         out, err = self.proc.communicate(timeout=timeout)
-        with open("/tmp/safety/runs.log", "a") as fh:  # DEBUG
-            fh.write(f"=== {self.proc.args} rc={self.proc.returncode}\n{err}\n")
         return Outcome(self.proc.returncode, out, err, time.monotonic() - self.started)
 
 
@@ -241,7 +239,7 @@ def test_a_killed_deploy_blocks_the_next_one_for_about_a_lease(lineage):
     assert_runs_c(lineage)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_an_interrupted_deploy_gives_the_lease_back_and_says_where_it_stopped(lineage, signum):
     gate = threading.Event()
     lineage.proxy.rules = [Rule("POST|PATCH", DEPLOYMENT_WRITE, nth=2, before=lambda: gate.wait(300), status=503)]
