@@ -22,7 +22,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 
@@ -90,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     reporter = Reporter(json_mode=args.json, verb=args.verb, environment=getattr(args, "env", None),
                         verbose=True if args.verbose else None)
     module = importlib.import_module(f"slipway.commands.{VERBS[args.verb][0]}")
+    previous = terminate_like_interrupt()
     try:
         return module.run(args, reporter) or 0
     except KeyboardInterrupt:
@@ -99,6 +102,25 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, SystemExit):
             raise
         return report_failure(exc)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def terminate_like_interrupt():
+    """SIGTERM (a cancelled CI job, `kill`, `docker stop`) is handled like Ctrl-C: Python's default exits at
+    once, leaving the environment's release lease held until it expires; as an interrupt, the run is
+    cancelled where it is, the lease is given back and what was written is said. Returns the handler it
+    replaced (None when signals cannot be handled here: not the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def on_terminate(signum, frame):
+        # SIGINT's handler is asyncio's while an event loop runs (it cancels the main task cleanly), else
+        # Python's KeyboardInterrupt: either way, the same path as Ctrl-C.
+        signal.raise_signal(signal.SIGINT)
+
+    return signal.signal(signal.SIGTERM, on_terminate)
 
 
 def report_failure(exc: BaseException) -> int:

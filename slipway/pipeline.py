@@ -45,7 +45,7 @@ from slipway.deploy.validate import ReleaseConfig, ValidatedRelease, check_manif
 from slipway.errors import SlipwayError
 from slipway.output import Reporter
 from slipway.project.config import CONFIG_FILE, Project
-from slipway.project.declarations import load_declarations
+from slipway.project.declarations import load_declarations, refuse_project_secrets
 from slipway.project.git import GitFacts, is_ancestor, read_git_facts
 from slipway.registry.push import PushedImage, push_image
 from slipway.registry.releases import Release, find_release, read_labels, read_release_layer, release_at
@@ -94,6 +94,7 @@ def build(ws: Workspace, allow_dirty: bool = False, nocache: bool = False) -> Bu
     facts = ws.commit
     refuse_dirty(facts, allow_dirty)
     declarations = load_declarations(ws.project)  # a broken deployments.yaml fails before any build work
+    refuse_project_secrets(ws.project, declarations)  # both files go into the image: no secret may
     files = release_layer.collect(ws.project)
     content = build_content(ws.engine, ws.project, facts, ws.reporter, nocache=nocache)
     code = code_layers(ws.project, facts)
@@ -239,7 +240,7 @@ async def apply_head(ws: Workspace, target: Target, api: PrefectApi, head: HeadR
         if unchanged.writes == 0:
             ws.reporter.step(f"{target.name} already runs {head.pushed.reference}: nothing to write")
             return unchanged
-    async with release_lease(api, target.name, ws.reporter):
+    async with release_lease(api, target.name, ws.reporter) as lease:
         if not allow_downgrade:  # ...and checked again once no other release can write meanwhile
             await guard_downgrade(ws, target, api, pool_name, head_digest)
         pushed = head.pushed
@@ -249,7 +250,7 @@ async def apply_head(ws: Workspace, target: Target, api: PrefectApi, head: HeadR
         else:
             ws.reporter.step(f"{pushed.reference} is in the registry: nothing to push")
         result = await plan_pushed(api, validated, pushed, ws.commit, target.name)
-        await apply_plan(api, result, ws.reporter)
+        await apply_plan(api, result, ws.reporter, lease=lease)
     return result
 
 
@@ -310,14 +311,14 @@ async def rollback(ws: Workspace, target: Target, ref: str) -> RolledBack:
     async with target.connect() as api:
         pool = pool_state(config, ws.project, await api.read_work_pool(config.env.work_pool.name))
         validated = await validate_release(config, pool, layer, reference, reference, ws.reporter)
-        async with release_lease(api, target.name, ws.reporter):
+        async with release_lease(api, target.name, ws.reporter) as lease:
             result = await plan_release(api, validated, reference, found.commit(ws.project.root), target.name,
                                         reference)
             keep = {d.full_name for d in validated.deployments}
             result.to_pause = [d for d in await api.deployments_in_pool(pool.name)
                                if d.image.startswith(target.repository + "@") and d.full_name not in keep
                                and not d.paused]
-            await apply_plan(api, result, ws.reporter, verb="rollback")
+            await apply_plan(api, result, ws.reporter, verb="rollback", lease=lease)
     return RolledBack(found, result)
 
 

@@ -76,6 +76,13 @@ class PrefectApi:
         self.settings = settings
         self._reads = anyio.CapacityLimiter(READ_CONCURRENCY)
         self._writes = anyio.CapacityLimiter(settings.config.write_concurrency)
+        # The release lease's own calls never queue behind deployment writes: a renewal that waited for a
+        # long apply's writes could come after the lease expired.
+        self._lease_calls = anyio.CapacityLimiter(4)
+
+    @property
+    def write_concurrency(self) -> int:
+        return self.settings.config.write_concurrency
 
     @classmethod
     @asynccontextmanager
@@ -165,7 +172,14 @@ class PrefectApi:
     async def write(self, what: str, call: Callable[..., Awaitable[T]], *args, **kwargs) -> T:
         """`await call(*args, **kwargs)`, one write, sent again only while the server did not apply it; a
         failure is a SlipwayError naming `what` (the module doc has the rules)."""
-        async with self._writes:
+        return await self._send(self._writes, what, call, *args, **kwargs)
+
+    async def _lease_call(self, what: str, call: Callable[..., Awaitable[T]], *args, **kwargs) -> T:
+        return await self._send(self._lease_calls, what, call, *args, **kwargs)
+
+    async def _send(self, limiter: anyio.CapacityLimiter, what: str, call: Callable[..., Awaitable[T]],
+                    *args, **kwargs) -> T:
+        async with limiter:
             for attempt in range(WRITE_ATTEMPTS):
                 try:
                     return await call(*args, **kwargs)
@@ -252,8 +266,9 @@ class PrefectApi:
         from prefect.exceptions import ObjectAlreadyExists
 
         try:
-            await self.write(f"create concurrency limit {name}", self.client.create_global_concurrency_limit,
-                             GlobalConcurrencyLimitCreate(name=name, limit=1))
+            await self._lease_call(f"create concurrency limit {name}",
+                                   self.client.create_global_concurrency_limit,
+                                   GlobalConcurrencyLimitCreate(name=name, limit=1))
         except SlipwayError as exc:
             if not isinstance(exc.__cause__, ObjectAlreadyExists):
                 raise
@@ -263,9 +278,9 @@ class PrefectApi:
         import httpx
 
         try:
-            response = await self.write(f"take the release lease {name}",
-                                        self.client.increment_concurrency_slots_with_lease,
-                                        names=[name], slots=1, mode="concurrency", lease_duration=seconds)
+            response = await self._lease_call(f"take the release lease {name}",
+                                              self.client.increment_concurrency_slots_with_lease,
+                                              names=[name], slots=1, mode="concurrency", lease_duration=seconds)
         except SlipwayError as exc:
             cause = exc.__cause__
             if isinstance(cause, httpx.HTTPStatusError) and cause.response.status_code == 423:
@@ -273,11 +288,19 @@ class PrefectApi:
             raise
         return response.json()["lease_id"]
 
+    async def reset_lock(self, name: str) -> None:
+        """Set the limit's taken slots to 0: only for a slot the server lost the lease of (deploy/lease.py)."""
+        from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+
+        await self._lease_call(f"free the release lease {name}", self.client.update_global_concurrency_limit,
+                               name, GlobalConcurrencyLimitUpdate(active_slots=0))
+
     async def renew_lease(self, lease_id, seconds: float) -> None:
-        await self.write("renew the release lease", self.client.renew_concurrency_lease, lease_id, seconds)
+        await self._lease_call("renew the release lease", self.client.renew_concurrency_lease, lease_id, seconds)
 
     async def give_back_lease(self, lease_id) -> None:
-        await self.write("give back the release lease", self.client.release_concurrency_slots_with_lease, lease_id)
+        await self._lease_call("give back the release lease", self.client.release_concurrency_slots_with_lease,
+                               lease_id)
 
     async def read_note(self, name: str) -> str | None:
         variable = await self._read(self.client.read_variable_by_name, name)
@@ -286,16 +309,17 @@ class PrefectApi:
     async def write_note(self, name: str, text: str) -> None:
         from prefect.client.schemas.actions import VariableCreate, VariableUpdate
 
+        what = f"write variable {name}"
         if await self._read(self.client.read_variable_by_name, name) is None:
-            await self.write(f"write variable {name}", self.client.create_variable, VariableCreate(name=name, value=text))
+            await self._lease_call(what, self.client.create_variable, VariableCreate(name=name, value=text))
         else:
-            await self.write(f"write variable {name}", self.client.update_variable, VariableUpdate(name=name, value=text))
+            await self._lease_call(what, self.client.update_variable, VariableUpdate(name=name, value=text))
 
     async def drop_note(self, name: str) -> None:
         from prefect.exceptions import ObjectNotFound
 
         try:
-            await self.write(f"delete variable {name}", self.client.delete_variable_by_name, name)
+            await self._lease_call(f"delete variable {name}", self.client.delete_variable_by_name, name)
         except SlipwayError as exc:
             if not isinstance(exc.__cause__, ObjectNotFound):
                 raise
@@ -338,8 +362,8 @@ def explain_http_error(exc: Exception, what: str) -> SlipwayError:
 
     if isinstance(exc, httpx.HTTPStatusError):
         body = " ".join(exc.response.text.split())
-        detail = f"HTTP {exc.response.status_code}: {body[:300]}"
-    else:
-        detail = f"{type(exc).__name__}: {exc}"
-    return SlipwayError(f"Prefect refused to {what}: {detail}",
-                        "fix what the server names, or check its health; then run the same command again")
+        return SlipwayError(f"Prefect refused to {what}: HTTP {exc.response.status_code}: {body[:300]}",
+                            "fix what the server names, or check its health; then run the same command again")
+    # No answer (the server stopped, a connection dropped): the write may or may not have landed.
+    return SlipwayError(f"Prefect did not answer the request to {what} ({type(exc).__name__}: {exc})",
+                        "check that the server is up; then run the same command again")

@@ -8,7 +8,8 @@
 4. Every job-variable key exists in the work pool's `variables.properties` (Prefect would ignore an unknown
    key silently) and every value validates against it, the way the server checks a deployment.
 5. Kubernetes pools: the Job manifest, rendered by prefect-kubernetes' own code, validates strictly for
-   slipway.yaml's `kubernetes_version`.
+   slipway.yaml's `kubernetes_version`, and its values follow the API server's own rules (quantities,
+   requests within limits, names and labels: deploy/kubernetes_values.py).
 
 Each failure is a SlipwayError naming the file and field it comes from.
 """
@@ -23,6 +24,7 @@ import yaml
 from slipway.build.release_layer import ReleaseLayer
 from slipway.deploy.desired import pinned_job_variables
 from slipway.deploy.kubernetes import load_job_template, render_job_manifests, validate_manifest
+from slipway.deploy.kubernetes_values import check_job
 from slipway.deploy.live import LivePool
 from slipway.errors import SlipwayError
 from slipway.output import Reporter
@@ -32,6 +34,8 @@ from slipway.project.declarations import (
     ResolvedDeployment,
     load_declarations,
     parse_declarations,
+    refuse_declared_secrets,
+    refuse_environment_secrets,
     resolve_for_environment,
 )
 
@@ -51,8 +55,12 @@ class ReleaseConfig:
 
     @classmethod
     def from_project(cls, project: Project, env_name: str) -> ReleaseConfig:
-        return cls(env_name, project.environment(env_name), load_declarations(project),
-                   project.config.kubernetes_version, project.config.image.app_dir)
+        """The working tree's release for `env_name`; a secret-looking value in what it registers is refused
+        (a rollback re-registers an older release as it was, so `from_layer` does not refuse)."""
+        env, declarations = project.environment(env_name), load_declarations(project)
+        refuse_declared_secrets(declarations)
+        refuse_environment_secrets(env_name, env)
+        return cls(env_name, env, declarations, project.config.kubernetes_version, project.config.image.app_dir)
 
     @classmethod
     def from_layer(cls, layer: ReleaseLayer, env_name: str, where: str) -> ReleaseConfig:
@@ -155,6 +163,8 @@ async def check_manifests(validated: ValidatedRelease, reference: str) -> None:
     for dep in validated.deployments:
         manifest = validated.manifests[dep.full_name]
         validate_kubernetes_manifest(dep, manifest, config.kubernetes_version, pool.template_display)
+        check_job(manifest, pool.template, dep.job_variables, dep.job_variables_source, pool.template_display,
+                  dep.full_name)
         check_job_runs_the_release(dep, manifest, reference, pool.template_display)
 
 

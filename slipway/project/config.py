@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from slipway.errors import SlipwayError
+from slipway.project.secrets import check_not_secret_paths
 
 CONFIG_FILE = "slipway.yaml"
 LOCAL_ENVIRONMENT = "local"
@@ -94,6 +95,10 @@ class EnvironmentConfig(_Strict):
     deployments: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # Tags added to every deployment registered in this environment.
     tags: list[str] = Field(default_factory=list)
+    # Paths of this environment's job_variables that look like secrets but are not (project/secrets.py).
+    not_secret: list[str] = Field(default_factory=list)
+
+    _not_secret_paths = field_validator("not_secret")(classmethod(lambda cls, v: check_not_secret_paths(v)))
 
     def image_repository(self) -> str:
         return f"{self.registry.host}/{self.repository}"
@@ -169,11 +174,27 @@ class Project:
 README_SECTION = "README.md 'Configuration'"
 
 
+# The fix for a value of the wrong type or out of range, by pydantic's error type (declarations.py uses it too).
+TYPE_FIXES = {
+    "string_type": "write a string here (quote it if YAML reads it as something else)",
+    "bool_type": "use true or false", "bool_parsing": "use true or false",
+    "int_type": "use a whole number", "int_parsing": "use a whole number", "int_from_float": "use a whole number",
+    "float_type": "use a number", "float_parsing": "use a number",
+    "dict_type": "write a mapping here (key: value lines)", "model_type": "write a mapping here (key: value lines)",
+    "model_attributes_type": "write a mapping here (key: value lines)",
+    "list_type": "write a list here (`- item` lines, or [a, b])",
+    "literal_error": "use one of the values it lists",
+    "greater_than": "use a larger number", "greater_than_equal": "use a larger number",
+    "less_than": "use a smaller number", "less_than_equal": "use a smaller number",
+}
+
+
 def validation_error(filename: str, exc: ValidationError, prefix: str = "") -> SlipwayError:
     """The first pydantic error as one line: `file: field.path: problem; fix`."""
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
-    msg, fix = " ".join(err["msg"].split()), f"see {README_SECTION} for the accepted keys and values"
+    msg = " ".join(err["msg"].split())
+    fix = TYPE_FIXES.get(err["type"]) or f"see {README_SECTION} for the accepted keys and values"
     if err["type"] == "extra_forbidden":
         msg, fix = "unknown key", f"remove it or fix its spelling (the keys are listed in {README_SECTION})"
     elif err["type"] == "missing":

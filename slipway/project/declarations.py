@@ -34,7 +34,8 @@ from pydantic import (
 )
 
 from slipway.errors import SlipwayError
-from slipway.project.config import CONFIG_FILE, EnvironmentConfig, Project
+from slipway.project.config import CONFIG_FILE, TYPE_FIXES, EnvironmentConfig, Project
+from slipway.project.secrets import NOT_SECRET_FORM, check_not_secret_paths, refuse_secrets
 
 README_SECTION = "README.md 'Deployments'"
 # `path/to/file.py:function` — the form prefect.yaml uses, relative to the image's app directory.
@@ -143,6 +144,8 @@ class DeploymentDecl(_Strict):
     work_pool: WorkPoolDecl = WorkPoolDecl()
     concurrency_limit: PositiveInt | None = None
     enforce_parameter_schema: StrictBool = True
+    # Paths of values here that look like secrets but are not (project/secrets.py).
+    not_secret: list[StrictStr] = Field(default_factory=list)
     # Accepted only to say why it is refused: slipway sets it to the release's Git SHA.
     version: Any | None = None
 
@@ -161,12 +164,13 @@ class DeploymentDecl(_Strict):
         return v
 
     _unique_slugs = field_validator("schedules")(classmethod(lambda cls, v: _check_slugs(v)))
+    _not_secret_paths = field_validator("not_secret")(classmethod(lambda cls, v: check_not_secret_paths(v)))
 
     @field_validator("version")
     @classmethod
     def _no_version(cls, v: Any) -> None:
         if v is not None:
-            raise ValueError("slipway sets the version to the release's Git SHA; remove this key")
+            raise ValueError("slipway sets the version to the release's Git SHA")
 
 
 class DeploymentsFile(_Strict):
@@ -188,8 +192,10 @@ class DeploymentOverride(_Strict):
     job_variables: dict[str, Any] = Field(default_factory=dict)  # shorthand for work_pool.job_variables
     concurrency_limit: PositiveInt | None = None
     enforce_parameter_schema: StrictBool | None = None
+    not_secret: list[StrictStr] = Field(default_factory=list)  # as in deployments.yaml
 
     _unique_slugs = field_validator("schedules")(classmethod(lambda cls, v: _check_slugs(v)))
+    _not_secret_paths = field_validator("not_secret")(classmethod(lambda cls, v: check_not_secret_paths(v)))
 
 
 def _check_slugs(schedules: list[ScheduleDecl] | None) -> list[ScheduleDecl] | None:
@@ -226,13 +232,17 @@ def describe_validation_error(filename: str, exc: ValidationError, prefix: str =
     for lead in ("Value error, ", "Assertion failed, "):
         msg = msg.removeprefix(lead)
     msg = " ".join(msg.split())
-    field = next((str(p) for p in reversed(err["loc"]) if isinstance(p, str)), "")
+    # A field's fix is for the field itself; an entry of a list has its own ("schedules[]"): deployments[0]
+    # not being a mapping is not fixed by "declare at least one deployment".
+    named = [p for p in err["loc"] if isinstance(p, str)]
+    field = (named[-1] + "[]" if isinstance(err["loc"][-1], int) else named[-1]) if named else ""
     if err["type"] == "extra_forbidden":
         msg, fix = "unknown key", f"remove it or fix its spelling (the accepted keys are in {README_SECTION})"
     elif err["type"] == "missing":
         msg, fix = "required field is missing", f"add it (see {README_SECTION})"
     else:
-        fix = _FIXES.get(field) or _FIXES_BY_TYPE.get(err["type"]) or f"see {README_SECTION}"
+        fix = (_FIXES.get(field) or TYPE_FIXES.get(err["type"]) or _FIXES_BY_TYPE.get(err["type"])
+               or f"see {README_SECTION}")
     return SlipwayError(f"{filename}: {where}: {msg}" if where else f"{filename}: {msg}", fix)
 
 
@@ -243,11 +253,13 @@ _FIXES = {
     "interval": "use seconds (3600), HH:MM:SS or ISO 8601 (PT1H)",
     "entrypoint": "write it as flows/<file>.py:<flow function>",
     "name": "give every deployment a name without '/'",
-    "deployments": "declare at least one deployment",
+    "deployments": "declare at least one deployment, as a list of mappings (- name: ..., entrypoint: ...)",
     "concurrency_limit": "use a whole number of at least 1, or leave it out for no limit",
-    "version": "remove it: slipway sets the version to the release's Git SHA",
-    "schedules": "give each schedule exactly one of cron, interval or rrule (anchor_date with interval, "
-                 "day_or with cron) and a unique slug",
+    "version": "remove it",
+    "not_secret": f"list paths like {NOT_SECRET_FORM}",
+    "schedules": "give each schedule a unique slug (or none: slipway names them schedule-<n>)",
+    "schedules[]": "give each schedule exactly one of cron, interval or rrule (anchor_date goes with interval, "
+                   "day_or with cron)",
 }
 _FIXES_BY_TYPE = {
     "value_error": f"see {README_SECTION} for what this field accepts",
@@ -310,6 +322,40 @@ def parse_overrides(env_name: str, env: EnvironmentConfig) -> dict[str, Deployme
         except ValidationError as exc:
             raise describe_validation_error(CONFIG_FILE, exc, prefix) from exc
     return out
+
+
+# --- secrets -----------------------------------------------------------------------------------------------
+
+def refuse_declared_secrets(declarations: Declarations) -> None:
+    """deployments.yaml holds no secret-looking parameter or job variable (project/secrets.py)."""
+    for i, decl in enumerate(declarations.deployments):
+        where = f"{declarations.filename}: deployments[{i}]"
+        places = [(f"{where}.parameters", "parameters", decl.parameters),
+                  *((f"{where}.schedules[{j}].parameters", "parameters", s.parameters)
+                    for j, s in enumerate(decl.schedules)),
+                  (f"{where}.work_pool.job_variables", "job_variables", decl.work_pool.job_variables)]
+        refuse_secrets(places, decl.not_secret, where)
+
+
+def refuse_project_secrets(project: Project, declarations: Declarations) -> None:
+    """Neither file, in any environment, holds a secret: both go into the release image (`make image`)."""
+    refuse_declared_secrets(declarations)
+    for env_name, env in project.config.environments.items():
+        refuse_environment_secrets(env_name, env)
+
+
+def refuse_environment_secrets(env_name: str, env: EnvironmentConfig) -> None:
+    """An environment of slipway.yaml holds none either: its job variables and its deployments' overrides."""
+    field = f"{CONFIG_FILE}: environments.{env_name}"
+    refuse_secrets([(f"{field}.job_variables", "job_variables", env.job_variables)], env.not_secret, field)
+    for key, override in parse_overrides(env_name, env).items():
+        where = f"{field}.deployments.{key}"
+        places = [(f"{where}.parameters", "parameters", override.parameters),
+                  *((f"{where}.schedules[{j}].parameters", "parameters", s.parameters)
+                    for j, s in enumerate(override.schedules or [])),
+                  (f"{where}.work_pool.job_variables", "job_variables", override.work_pool.job_variables),
+                  (f"{where}.job_variables", "job_variables", override.job_variables)]
+        refuse_secrets(places, override.not_secret, where)
 
 
 # --- per-environment merge ---------------------------------------------------------------------------------

@@ -22,7 +22,8 @@ def _git(root: Path, *args: str, check: bool = True) -> str:
     except FileNotFoundError as exc:
         raise SlipwayError("git is not installed", "install git and retry") from exc
     if check and proc.returncode != 0:
-        raise SlipwayError(f"git {' '.join(args)} failed in {root}: {proc.stderr.strip()}")
+        raise SlipwayError(f"git {' '.join(args)} failed in {root}: {proc.stderr.strip()}",
+                           "check the clone with `git status` (or `git fsck`) and retry")
     return proc.stdout.strip()
 
 

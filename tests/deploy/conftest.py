@@ -116,21 +116,28 @@ def default_deployments(name: str) -> dict:
 @pytest.fixture
 def project(tmp_path, prefect_server, registry, flows_image, docker_engine, monkeypatch):
     """A committed repository with slipway.yaml + deployments.yaml, and HEAD's image built and labelled."""
-    name = f"deploy-t{uuid.uuid4().hex[:8]}"
-    root = tmp_path / "repo"
-    root.mkdir()
-    proj = Project(root, name, prefect_server, registry)
-    proj.write("slipway.yaml", yaml.safe_dump(slipway_config(name, registry.address, prefect_server.api_url),
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))  # not the user's registry logins
+    proj = make_project(tmp_path / "repo", prefect_server, registry, flows_image, docker_engine)
+    yield proj
+    remove_tags_containing(docker_engine, proj.name)
+
+
+def make_project(root: Path, server, registry, flows_image: str, docker_engine, api_url: str | None = None,
+                 name: str | None = None) -> Project:
+    """The `project` fixture's repository for any server (`api_url`: how slipway reaches it, when not
+    directly, e.g. through the kit's fault proxy). The caller removes the image tags (`remove_tags_containing`)."""
+    name = name or f"deploy-t{uuid.uuid4().hex[:8]}"
+    root.mkdir(parents=True)
+    proj = Project(root, name, server, registry)
+    proj.write("slipway.yaml", yaml.safe_dump(slipway_config(name, registry.address, api_url or server.api_url),
                                               sort_keys=False))
     proj.write("deployments.yaml", yaml.safe_dump(default_deployments(name), sort_keys=False))
     proj.write("deploy/work-pools/kubernetes-job-template.json", TEMPLATE.read_text())
     git(root, "init", "-q", "-b", "main")
     proj.commit("release")
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))  # not the user's registry logins
     proj.tag_head_image = lambda: tag_head_image(docker_engine, flows_image, proj)  # type: ignore[attr-defined]
     proj.tag_head_image()
-    yield proj
-    remove_tags_containing(docker_engine, name)
+    return proj
 
 
 def tag_head_image(docker_engine, flows_image: str, proj: Project) -> str:

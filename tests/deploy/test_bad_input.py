@@ -50,6 +50,7 @@ def set_in(path: list, value):
     return change
 
 
+SECRET = "s3cr3t-Pw"  # never printed, whatever the case
 CASES = {
     "malformed-yaml": (
         lambda p: p.write("deployments.yaml", "deployments:\n  - name: a\n    entrypoint: [flows/hello.py:hello\n"),
@@ -96,6 +97,26 @@ CASES = {
                                         [{"key": "gpu", "efect": "NoSchedule"}])),
         "kind", ["deploy/work-pools/kubernetes-job-template.json: the Job rendered for",
                  "spec.template.spec.tolerations.0: unknown field", "efect"]),
+    "kubernetes-cpu-not-a-quantity": (
+        lambda p: edit_config(p, set_in(["environments", "kind", "job_variables", "cpu_request"], "lots")),
+        "kind", ["slipway.yaml: environments.kind.job_variables.cpu_request: 'lots' is not a Kubernetes quantity",
+                 "512Mi"]),
+    "kubernetes-request-above-limit": (
+        lambda p: edit_config(p, set_in(["environments", "kind", "job_variables", "memory_request"], "4Gi")),
+        "kind", ["slipway.yaml: environments.kind.job_variables.memory_request: the memory request '4Gi' is more "
+                 "than the limit '2Gi'"]),
+    "kubernetes-namespace-name": (
+        lambda p: edit_config(p, set_in(["environments", "kind", "job_variables", "namespace"], "Prefect_Flows")),
+        "kind", ["slipway.yaml: environments.kind.job_variables.namespace: 'Prefect_Flows' is not a valid "
+                 "Kubernetes namespace", "lowercase letters"]),
+    "password-in-a-parameter": (
+        lambda p: edit_deployments(p, set_in([0, "parameters", "name"], f"postgresql://loader:{SECRET}@db/w")),
+        "local", ["deployments.yaml: deployments[0].parameters.name: this parameter looks like a secret",
+                  "Secret block", "not_secret"]),
+    "token-in-an-environment-job-variable": (
+        lambda p: edit_config(p, set_in(["environments", "kind", "job_variables", "env"], {"API_TOKEN": SECRET})),
+        "kind", ["slipway.yaml: environments.kind.job_variables.env.API_TOKEN: this job variable looks like a secret",
+                 "env_from"]),
     "override-for-unknown-deployment": (
         lambda p: edit_config(p, set_in(["environments", "local", "deployments"],
                                         {"deploy-test-hello/nope": {"parameters": {"count": 1}}})),
@@ -123,6 +144,7 @@ def test_bad_input_is_one_line_and_changes_nothing(project, cli, case):
         for fragment in expected:
             assert fragment in error, (verb, error)
         assert "Traceback" not in outcome.stderr
+        assert SECRET not in outcome.stdout + outcome.stderr
     assert_nothing_changed(project)
 
 

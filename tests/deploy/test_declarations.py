@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import datetime
 
-import anyio
 import kubernetes_validate
 import pytest
 import yaml
 
 from slipway.deploy.desired import DesiredSchedule, ScheduleSpec, schedule_matches
-from slipway.deploy.kubernetes import load_job_template, render_job_manifest_async, validate_manifest
+from slipway.deploy.kubernetes import load_job_template, validate_manifest
 from slipway.deploy.live import LiveSchedule
 from slipway.deploy.plan import plan_schedules
 from slipway.errors import SlipwayError
@@ -23,16 +22,8 @@ from slipway.project.declarations import (
     parse_declarations,
     resolve_for_environment,
 )
+from tests.kit.jobs import manifest_image, render_job_manifest
 from tests.kit.repo import REPO_ROOT
-
-
-def render_job_manifest(template: dict, job_variables: dict, **kwargs) -> dict:
-    return anyio.run(lambda: render_job_manifest_async(template, job_variables, **kwargs))
-
-
-def manifest_image(manifest: dict) -> str | None:
-    return manifest["spec"]["template"]["spec"]["containers"][0].get("image")
-
 
 # The flow names of the example flows (`@flow(name=...)`), in deployments.yaml's order.
 REPO_FLOW_NAMES = ["extract-load", "dbt-build", "elt", "elt"]

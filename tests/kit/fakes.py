@@ -115,6 +115,8 @@ def _tar(files: dict[str, bytes]) -> bytes:
 class FakePrefect:
     """Work pools and deployments in memory, behind PrefectApi's methods; `writes` records each write."""
 
+    write_concurrency = 1
+
     def __init__(self):
         self.pools: dict[str, LivePool] = {}
         self.deployments: dict[str, LiveDeployment] = {}  # by id
@@ -184,11 +186,22 @@ class FakePrefect:
         self.leases[name] = str(uuid.uuid4())
         return self.leases[name]
 
+    async def reset_lock(self, name: str) -> None:
+        self.leases.pop(name, None)
+        self.writes.append(("reset", name))
+
     async def renew_lease(self, lease_id, seconds: float) -> None:
-        pass
+        if lease_id not in self.leases.values():  # Prefect answers 410 Gone
+            raise SlipwayError("Prefect refused to renew the release lease: HTTP 410: Lease not found",
+                               "check the server")
 
     async def give_back_lease(self, lease_id) -> None:
         self.leases = {name: held for name, held in self.leases.items() if held != lease_id}
+
+    def restart(self) -> None:
+        """What a Prefect server with in-memory lease storage does when it restarts: every lease is
+        forgotten, but the slots they held stay counted (in its database)."""
+        self.leases = dict.fromkeys(self.leases, "lost-in-restart")
 
     async def read_note(self, name: str) -> str | None:
         return self.notes.get(name)

@@ -223,9 +223,11 @@ HTPASSWD_PATH = "/etc/slipway-registry/htpasswd"
 
 
 def start_registry(engine: docker.DockerClient, name_prefix: str, htpasswd: bytes | None = None,
-                   auth: tuple[str, str] | None = None, port: int | None = None) -> Registry:
+                   auth: tuple[str, str] | None = None, port: int | None = None,
+                   env: dict[str, str] | None = None, files: dict[str, bytes] | None = None) -> Registry:
     """A registry on a loopback port (`port`, else a random one); with `htpasswd` (bcrypt lines),
-    authentication is required. A fixed port survives `stop()` and `start_again()`."""
+    authentication is required. A fixed port survives `stop()` and `start_again()`. `env` and `files` add
+    REGISTRY_* settings and the files they name (token authentication: tests/kit/token_auth.py)."""
     from slipway.stack import registry_image
 
     image = registry_image(engine, _project(), _quiet())
@@ -239,6 +241,10 @@ def start_registry(engine: docker.DockerClient, name_prefix: str, htpasswd: byte
                      .with_env("REGISTRY_AUTH_HTPASSWD_REALM", "slipway-tests")
                      .with_env("REGISTRY_AUTH_HTPASSWD_PATH", HTPASSWD_PATH)
                      .with_copy_into_container(htpasswd, HTPASSWD_PATH))
+    for key, value in (env or {}).items():
+        container = container.with_env(key, value)
+    for path, data in (files or {}).items():
+        container = container.with_copy_into_container(data, path)
     container.start()
     return Registry(container, int(container.get_exposed_port(5000)), auth)
 
@@ -305,6 +311,18 @@ class PrefectServer:
     def logs(self) -> str:
         out, err = self.container.get_logs()
         return (out + err).decode(errors="replace")
+
+    def stop(self) -> None:
+        """Stop the server's container, keeping it and its database (start_again() resumes)."""
+        self.container.get_wrapped_container().stop(timeout=5)
+
+    def start_again(self) -> None:
+        """Start the stopped container again, on the same database; the engine publishes it on a new port."""
+        wrapped = self.container.get_wrapped_container()
+        wrapped.start()
+        wrapped.reload()
+        self.port = int(wrapped.ports["4200/tcp"][0]["HostPort"])
+        _wait_http(f"{self.api_url}/health", (200,), PREFECT_STARTUP_SECONDS)
 
     def remove(self) -> None:
         if self.container is not None:

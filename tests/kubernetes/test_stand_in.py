@@ -26,7 +26,7 @@ KUBERNETES_VERSION = yaml.safe_load((REPO_ROOT / "slipway.yaml").read_text())["k
 
 def rendered_job(template: dict | None = None, image: str = REFERENCE) -> dict:
     """The Job slipway renders for elt/on-demand from the repository's template (or `template`)."""
-    from slipway.deploy.kubernetes import render_job_manifest
+    from tests.kit.jobs import render_job_manifest
 
     template = template or json.loads((REPO_ROOT / "deploy/work-pools/kubernetes-job-template.json").read_text())
     return render_job_manifest(template, {"namespace": "prefect", "image": image}, flow_name="elt",
