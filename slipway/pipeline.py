@@ -40,7 +40,7 @@ from slipway.deploy.guard import LiveRelease, check_downgrade
 from slipway.deploy.history import HistoryEntry, ReleaseRef, history_key, new_entry, read_history, write_entry
 from slipway.deploy.lease import release_lease
 from slipway.deploy.live import LiveDeployment
-from slipway.deploy.ownership import Owner
+from slipway.deploy.ownership import Owner, check_takeover
 from slipway.deploy.plan import Plan, plan_deployments, plan_removed, plan_work_pool
 from slipway.deploy.prefect_api import PrefectApi
 from slipway.deploy.pull import kubernetes_pull, pull_credentials
@@ -242,6 +242,7 @@ async def deploy(ws: Workspace, target: Target, allow_downgrade: bool = False,
     pool_name = config.env.work_pool.name
     async with target.connect() as api:
         validated = await validate_head(ws, target, api, head, config)
+        await refuse_takeover(api, target, validated)  # before the push: another environment's deployments
         if not allow_downgrade:  # a stale CI job must not undo a newer release: said before any write...
             await guard_downgrade(ws, target, api, pool_name, head_digest)
         async with release_lease(api, target.name, ws.reporter):
@@ -368,6 +369,16 @@ def with_automations(live: LiveDeployment | None, automations: dict[str, list[di
     if live is None:
         return None
     return replace(live, automations=automations.get(owner_resource(live.id), []))
+
+
+async def refuse_takeover(api: PrefectApi, target: Target, validated: ValidatedRelease) -> None:
+    """A deployment of this release that another environment (or project) registered on the same Prefect is
+    refused before anything is written (plan_release checks it again under the lease)."""
+    owner = owner_of(target)
+    names = [d.full_name for d in validated.deployments]
+    for name, live in (await api.read_deployments(names)).items():
+        if live is not None:
+            check_takeover(owner, name, live.labels, target.prefect.api_url)
 
 
 async def with_pull_credentials(api: PrefectApi, target: Target, config: ReleaseConfig) -> ReleaseConfig:

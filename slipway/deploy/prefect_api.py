@@ -249,8 +249,9 @@ class PrefectApi:
             create.work_queue_name = want.work_queue_name
         # As the client's own create_deployment: unset newer fields are left out for older servers.
         exclude = {f for f in ("work_queue_name",) if f not in create.model_fields_set}
-        exclude |= {f for f in ("paused", "pull_steps", "enforce_parameter_schema", "version_info",
-                                "concurrency_options", "branch", "base", "root") if getattr(create, f) is None}
+        # concurrency_options goes even when None: an upsert must clear the collision strategy a file dropped.
+        exclude |= {f for f in ("paused", "pull_steps", "enforce_parameter_schema", "version_info", "branch", "base",
+                                "root") if getattr(create, f) is None}
         payload = create.model_dump(mode="json", exclude=exclude)
         if create.version_info:
             payload["version_info"] = create.version_info.model_dump(mode="json")
@@ -307,8 +308,13 @@ class PrefectApi:
     # -- deployment triggers (deploy/triggers.py) ----------------------------------------------------------
 
     async def read_owned_automations(self) -> dict[str, list[dict[str, Any]]]:
-        """Every automation a deployment owns, as JSON, by owner (`prefect.deployment.<id>`): one request."""
-        automations = await self._read(self.client.read_automations)
+        """Every automation a deployment owns, as JSON, by owner (`prefect.deployment.<id>`), read in pages."""
+        automations: list = []
+        while True:
+            page = await self._read(self.client.read_automations, limit=PAGE_SIZE, offset=len(automations))
+            automations += page
+            if len(page) < PAGE_SIZE:
+                break
         out: dict[str, list[dict[str, Any]]] = {}
         for automation in automations:
             owner = getattr(automation, "owner_resource", None)
@@ -342,11 +348,12 @@ class PrefectApi:
         out: list[dict[str, str]] = []
         offset = 0
         while limit is None or len(out) < limit:
+            size = PAGE_SIZE if limit is None else min(PAGE_SIZE, limit - len(out))
             page = await self._read(self.client.read_artifacts,
                                     artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
-                                    sort=ArtifactSort.CREATED_DESC, limit=PAGE_SIZE, offset=offset)
+                                    sort=ArtifactSort.CREATED_DESC, limit=size, offset=offset)
             out += [dict(a.metadata_ or {}) for a in page]
-            if len(page) < PAGE_SIZE:
+            if len(page) < size:
                 break
             offset += PAGE_SIZE
         return out[:limit] if limit is not None else out

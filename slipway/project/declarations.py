@@ -335,7 +335,9 @@ def describe_validation_error(filename: str, exc: ValidationError, prefix: str =
         msg = msg.removeprefix(lead)
     msg = " ".join(msg.split())
     loc = [p for p in err["loc"] if p not in ("number", "mapping")]  # union tags (see field_path)
-    field = str(loc[-1]) if loc and isinstance(loc[-1], str) else ""
+    # The field the fix is about: the last key (`triggers` for triggers[0]), none for a deployment as a whole.
+    field = "" if len(loc) == 2 and isinstance(loc[-1], int) else next(
+        (str(p) for p in reversed(loc) if isinstance(p, str)), "")
     if err["type"] == "extra_forbidden":
         msg, fix = "unknown key", f"remove it or fix its spelling (the accepted keys are in {README_SECTION})"
     elif err["type"] == "missing":

@@ -243,6 +243,7 @@ def prefect_state(api_url: str, names: list[str]) -> dict:
                     "id": str(d.id), "updated": d.updated.isoformat(), "version": d.version,
                     "job_variables": d.job_variables, "tags": d.tags, "description": d.description,
                     "parameters": d.parameters, "pull_steps": d.pull_steps, "work_pool_name": d.work_pool_name,
+                    "paused": d.paused, "labels": {k: v for k, v in (d.labels or {}).items() if k.startswith("slipway.")},
                     "schedules": sorted(
                         [{"id": str(s.id), "slug": s.slug, "active": s.active,
                           "updated": s.updated.isoformat() if getattr(s, "updated", None) else None,

@@ -448,3 +448,26 @@ def test_labels_carry_the_release_and_version_info_is_sent(world):
         "type": "vcs:git", "version": "v1.0", "commit_sha": sha, "url": f"https://github.com/team/app/commit/{sha}",
         "repository": "https://github.com/team/app", "tag": "v1.0"}
     assert json.dumps(labels)  # plain strings
+
+
+@pytest.mark.parametrize("tag, expected", [
+    (None, "build.py rollback --env 'staging' \n"),  # no TAG: the release before the current one
+    ("v1.2", "build.py rollback --env 'staging' --to 'v1.2'\n"),
+])
+def test_make_rollback_passes_the_tag_only_when_given(tag, expected):
+    import subprocess
+
+    from tests.kit.repo import REPO_ROOT
+
+    args = ["make", "-n", "--no-print-directory", "rollback", "ENV=staging"] + ([f"TAG={tag}"] if tag else [])
+    out = subprocess.run(args, cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.endswith(expected), out
+
+
+def test_the_ci_summary_lists_the_deployments_a_release_removed():
+    from slipway.summary import render_summary
+
+    markdown = render_summary("deploy", {"reference": "r@sha256:1", "deployments": [],
+                                         "removed": [{"name": "elt/weekly", "id": "d-1", "action": "paused",
+                                                      "paused_by": "slipway"}]}, "prod")
+    assert "| `elt/weekly` | paused (not in this release) | `d-1` |" in markdown
