@@ -26,7 +26,6 @@ from typing import Any
 
 KEY_PREFIX = "slipway-releases-"
 ARTIFACT_TYPE = "table"  # the UI renders each version as a one-row table
-ENTRY_KEY = "slipway.entry"  # the artifact metadata key holding the entry as JSON
 READ_PAGE = 200
 
 
@@ -58,14 +57,6 @@ class HistoryEntry:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> HistoryEntry:
-        previous = data.get("previous")
-        return cls(verb=str(data["verb"]), environment=str(data["environment"]), time=str(data["time"]),
-                   actor=str(data.get("actor") or "?"), release=ReleaseRef(**data["release"]),
-                   previous=ReleaseRef(**previous) if previous else None, run_url=data.get("run_url"),
-                   message=data.get("message"), details=dict(data.get("details") or {}))
 
     def describe(self) -> str:
         """One line for the UI and for people."""
@@ -105,22 +96,52 @@ def new_entry(verb: str, environment: str, release: ReleaseRef, previous: Releas
                         dict(details or {}))
 
 
+_REF_FIELDS = ("digest", "revision", "version", "tags")
+
+
+def to_row(entry: HistoryEntry) -> dict[str, str]:
+    """The entry as one row of strings: what the Prefect UI shows as a table, and what read_history parses back
+    (an artifact's metadata would be simpler, but Prefect cuts each metadata value at 500 characters)."""
+    row = {"time": entry.time, "verb": entry.verb, "environment": entry.environment, "actor": entry.actor,
+           "run_url": entry.run_url or "", "message": entry.message or ""}
+    for prefix, ref in (("release", entry.release), ("previous", entry.previous)):
+        for name in _REF_FIELDS:
+            value = getattr(ref, name) if ref is not None else None
+            row[f"{prefix}_{name}"] = ", ".join(value or []) if name == "tags" else (value or "")
+    row["details"] = json.dumps(entry.details, sort_keys=True) if entry.details else ""
+    return row
+
+
+def from_row(row: dict[str, Any]) -> HistoryEntry:
+    def ref(prefix: str) -> ReleaseRef | None:
+        if not row.get(f"{prefix}_digest"):
+            return None
+        tags = [t.strip() for t in str(row.get(f"{prefix}_tags") or "").split(",") if t.strip()]
+        return ReleaseRef(str(row[f"{prefix}_digest"]), row.get(f"{prefix}_revision") or None,
+                          row.get(f"{prefix}_version") or None, tags)
+
+    release = ref("release")
+    if release is None:
+        raise ValueError("no release in the row")
+    return HistoryEntry(verb=str(row["verb"]), environment=str(row["environment"]), time=str(row["time"]),
+                        actor=str(row.get("actor") or "?"), release=release, previous=ref("previous"),
+                        run_url=row.get("run_url") or None, message=row.get("message") or None,
+                        details=json.loads(row["details"]) if row.get("details") else {})
+
+
 async def read_history(api, key: str, limit: int | None = None) -> list[HistoryEntry]:
     """The environment's entries, newest first (versions that are not slipway's records are skipped)."""
     out: list[HistoryEntry] = []
-    for metadata in await api.read_artifact_metadata(key, limit):
+    for data in await api.read_artifact_data(key, limit):
         try:
-            out.append(HistoryEntry.from_json(json.loads(metadata[ENTRY_KEY])))
-        except (ValueError, TypeError, KeyError):
+            rows = json.loads(data) if isinstance(data, str) else data
+            out.append(from_row(rows[0]))
+        except (ValueError, TypeError, KeyError, IndexError):
             continue
     return out
 
 
 async def write_entry(api, key: str, entry: HistoryEntry) -> None:
-    """One more version of the environment's artifact: a one-row table people read in the UI, and the whole
-    entry as JSON in its metadata for `releases --json` and `rollback` without `--to`."""
-    row = {"time": entry.time, "verb": entry.verb, "release": entry.release.short,
-           "previous": entry.previous.short if entry.previous else "", "actor": entry.actor,
-           "run": entry.run_url or "", "message": entry.message or ""}
-    await api.create_artifact(key, ARTIFACT_TYPE, entry.describe(), json.dumps([row]),
-                              {ENTRY_KEY: json.dumps(entry.to_json(), sort_keys=True)})
+    """One more version of the environment's artifact: a one-row table (Prefect stores a table's data as a JSON
+    string), with a one-line description."""
+    await api.create_artifact(key, ARTIFACT_TYPE, entry.describe(), json.dumps([to_row(entry)]))

@@ -25,7 +25,7 @@ from slipway.deploy.desired import DEFAULT_WORK_QUEUE, DesiredDeployment
 from slipway.deploy.live import LiveDeployment, LivePool, deployment_from_response, pool_from_response
 from slipway.deploy.ownership import PAUSE_TAG
 from slipway.deploy.plan import PlanRow, PoolPlan
-from slipway.deploy.triggers import OWNER_PREFIX, automations_for, owner_resource
+from slipway.deploy.triggers import automations_for, owner_resource, runs_deployment
 from slipway.errors import SlipwayError
 from slipway.project.config import CONFIG_FILE, PrefectConfig
 
@@ -308,7 +308,8 @@ class PrefectApi:
     # -- deployment triggers (deploy/triggers.py) ----------------------------------------------------------
 
     async def read_owned_automations(self) -> dict[str, list[dict[str, Any]]]:
-        """Every automation a deployment owns, as JSON, by owner (`prefect.deployment.<id>`), read in pages."""
+        """slipway's trigger automations (deploy/triggers.py), as JSON, by the deployment they belong to
+        (`prefect.deployment.<id>`), read in pages."""
         automations: list = []
         while True:
             page = await self._read(self.client.read_automations, limit=PAGE_SIZE, offset=len(automations))
@@ -317,9 +318,10 @@ class PrefectApi:
                 break
         out: dict[str, list[dict[str, Any]]] = {}
         for automation in automations:
-            owner = getattr(automation, "owner_resource", None)
-            if owner and owner.startswith(OWNER_PREFIX):
-                out.setdefault(owner, []).append(automation.model_dump(mode="json"))
+            data = automation.model_dump(mode="json")
+            deployment_id = runs_deployment(data)
+            if deployment_id:
+                out.setdefault(owner_resource(deployment_id), []).append(data)
         return out
 
     async def replace_automations(self, deployment_id: str, name: str, specs: list[dict[str, Any]]) -> None:
@@ -332,27 +334,25 @@ class PrefectApi:
 
     # -- the release history (deploy/history.py) ------------------------------------------------------------
 
-    async def create_artifact(self, key: str, kind: str, description: str, data: str,
-                              metadata: dict[str, str]) -> None:
+    async def create_artifact(self, key: str, kind: str, description: str, data: str) -> None:
         # POST directly: the client's create_artifact also emits an event through the ambient settings'
         # events client, which is not this environment's API.
         await self.write(f"record the release in artifact {key}", self.client.request, "POST", "/artifacts/",
-                         json={"key": key, "type": kind, "description": description, "data": data,
-                               "metadata_": metadata})
+                         json={"key": key, "type": kind, "description": description, "data": data})
 
-    async def read_artifact_metadata(self, key: str, limit: int | None = None) -> list[dict[str, str]]:
-        """The metadata of every version of artifact `key`, newest first (in pages)."""
+    async def read_artifact_data(self, key: str, limit: int | None = None) -> list[Any]:
+        """The data of every version of artifact `key`, newest first (in pages)."""
         from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
         from prefect.client.schemas.sorting import ArtifactSort
 
-        out: list[dict[str, str]] = []
+        out: list[Any] = []
         offset = 0
         while limit is None or len(out) < limit:
             size = PAGE_SIZE if limit is None else min(PAGE_SIZE, limit - len(out))
             page = await self._read(self.client.read_artifacts,
                                     artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
                                     sort=ArtifactSort.CREATED_DESC, limit=size, offset=offset)
-            out += [dict(a.metadata_ or {}) for a in page]
+            out += [a.data for a in page]
             if len(page) < size:
                 break
             offset += PAGE_SIZE

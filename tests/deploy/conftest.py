@@ -330,3 +330,23 @@ def release_repo(tmp_path, registry, prefect_server, docker_engine, cli, monkeyp
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
     yield Releases(root, name, registry, prefect_server, docker_engine, cli)
     remove_tags_containing(docker_engine, name)
+    # Every snapshot declares the same deployment names (elt/daily...): the next test's project may only
+    # register them once this one's are gone (slipway refuses another project's deployments).
+    delete_deployments_of(prefect_server.api_url, f"{registry.address}/{name}")
+
+
+def delete_deployments_of(api_url: str, project: str) -> None:
+    """Delete the deployments slipway registered for `project` (its ownership label), in every environment."""
+    import anyio
+    from prefect.client.orchestration import PrefectClient
+
+    async def delete():
+        async with PrefectClient(api=api_url) as client:
+            found, offset = [], 0
+            while page := await client.read_deployments(limit=200, offset=offset):
+                found += [d.id for d in page if (d.labels or {}).get("slipway.project") == project]
+                offset += len(page)
+            for deployment_id in found:
+                await client.delete_deployment(deployment_id)
+
+    anyio.run(delete)

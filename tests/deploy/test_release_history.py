@@ -215,22 +215,33 @@ def test_a_prefect_yaml_written_as_prefects_documentation_writes_one_deploys(rel
     assert daily.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": "/opt/prefect"}}]
 
     dbt = deployment(api, "dbt-build/jaffle-shop")
-    automations = client_call(api, lambda c: c.read_resource_related_automations(f"prefect.deployment.{dbt.id}"))
-    [automation] = [a for a in automations if a.owner_resource == f"prefect.deployment.{dbt.id}"]
+    related = f"prefect.deployment.{dbt.id}"
+    [automation] = client_call(api, lambda c: c.read_resource_related_automations(related))
     assert automation.name == "jaffle-shop__automation_1" and automation.enabled
     assert automation.trigger.expect == {"prefect.flow-run.Completed"}
     assert str(automation.actions[0].deployment_id) == str(dbt.id)
+    by_hand = client_call(api, lambda c: c.create_automation(hand_made_automation(dbt.id)))  # a person's, in the UI
+    automations = client_call(api, lambda c: c.read_resource_related_automations(related))
 
     again = cli("deploy", "--env", "local", "--json", "--root", root)  # the file and the server agree
     assert again.code == 0, again.stderr
     assert {d["action"] for d in again.json()["deployments"]} == {"unchanged"}
-    after = client_call(api, lambda c: c.read_resource_related_automations(f"prefect.deployment.{dbt.id}"))
-    assert [a.id for a in after] == [a.id for a in automations]  # not recreated
+    after = client_call(api, lambda c: c.read_resource_related_automations(related))
+    assert sorted(a.id for a in after) == sorted(a.id for a in automations)  # not recreated
 
     # Dropping the trigger from the file removes its automation on the next release.
     (rel.root / "prefect.yaml").write_text(PREFECT_YAML.replace("#TRIGGERS#\n", ""))
     rel.commit("no trigger")
     build(rel.root)
     assert cli("deploy", "--env", "local", "--root", root).code == 0
-    left = client_call(api, lambda c: c.read_resource_related_automations(f"prefect.deployment.{dbt.id}"))
-    assert [a for a in left if a.owner_resource == f"prefect.deployment.{dbt.id}"] == []
+    left = client_call(api, lambda c: c.read_resource_related_automations(related))
+    assert [a.id for a in left] == [by_hand]  # slipway's is gone, the person's stays
+
+
+def hand_made_automation(deployment_id):
+    """What a person makes in the UI: an automation that runs the deployment, not owned by it, not slipway's."""
+    from prefect.events.actions import RunDeployment
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger
+
+    return AutomationCore(name="made by hand", trigger=EventTrigger(expect={"manual.ping"}),
+                          actions=[RunDeployment(source="selected", deployment_id=deployment_id)])

@@ -165,8 +165,8 @@ class FakePrefect:
     async def block_document_id(self, block_type_slug: str, name: str) -> str | None:
         return self.blocks.get((block_type_slug, name))
 
-    async def read_artifact_metadata(self, key: str, limit: int | None = None) -> list[dict[str, str]]:
-        found = [a["metadata"] for a in reversed(self.artifacts) if a["key"] == key]
+    async def read_artifact_data(self, key: str, limit: int | None = None) -> list:
+        found = [a["data"] for a in reversed(self.artifacts) if a["key"] == key]
         return found[:limit] if limit is not None else found
 
     # -- writes --------------------------------------------------------------------------------------------
@@ -217,10 +217,8 @@ class FakePrefect:
             a.model_dump(mode="json") for a in automations_for(specs, name.split("/", 1)[1], deployment_id)]
         self.writes.append(("triggers", name))
 
-    async def create_artifact(self, key: str, kind: str, description: str, data: str,
-                              metadata: dict[str, str]) -> None:
-        self.artifacts.append({"key": key, "type": kind, "description": description, "data": data,
-                               "metadata": dict(metadata)})
+    async def create_artifact(self, key: str, kind: str, description: str, data: str) -> None:
+        self.artifacts.append({"key": key, "type": kind, "description": description, "data": data})
         self.writes.append(("artifact", key))
 
     async def ensure_lock(self, name: str) -> None:

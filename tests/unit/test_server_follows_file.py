@@ -471,3 +471,15 @@ def test_the_ci_summary_lists_the_deployments_a_release_removed():
                                          "removed": [{"name": "elt/weekly", "id": "d-1", "action": "paused",
                                                       "paused_by": "slipway"}]}, "prod")
     assert "| `elt/weekly` | paused (not in this release) | `d-1` |" in markdown
+
+
+def test_a_history_entry_survives_its_table_row_whatever_its_length():
+    from slipway.deploy.history import HistoryEntry, ReleaseRef, from_row, to_row
+
+    entry = HistoryEntry("promote", "prod", "2026-05-01T10:00:00+00:00", "octocat",
+                         ReleaseRef("sha256:" + "1" * 64, "a" * 40, "v1.2.0", ["v1.2.0", "a" * 12, "a" * 40]),
+                         ReleaseRef("sha256:" + "2" * 64, "b" * 40, None, []),
+                         "https://github.com/team/app/actions/runs/1", "why " * 300, {"promoted_from": "staging"})
+    row = to_row(entry)
+    assert all(isinstance(v, str) for v in row.values())
+    assert from_row(json.loads(json.dumps(row))) == entry
