@@ -1,4 +1,4 @@
-# slipway: `make image deploy ENV=<env>` releases HEAD; `make rollback ENV=<env> TAG=<sha|tag>` rolls back.
+# slipway: `make image deploy ENV=<env>` releases HEAD; `make rollback ENV=<env> [TAG=<sha|tag>]` rolls back.
 # Every target prepares what it needs (venv, Docker engine) first, so a fresh clone needs nothing else.
 SHELL := /bin/bash
 ENV ?= local
@@ -6,6 +6,9 @@ TAG ?=
 PY := .venv/bin/python
 BUILD := $(PY) build.py
 DIRTY_FLAG := $(if $(filter 1 true yes,$(ALLOW_DIRTY)),--allow-dirty,)
+# MESSAGE="why": recorded with the release in the environment's history (deploy, rollback). Passed through the
+# environment, not spliced into the command line, so any text is safe.
+export SLIPWAY_MESSAGE := $(MESSAGE)
 UV := $(PY) -m uv
 LOCK_FLAGS := --python-version 3.11 --exclude-newer 2026-10-07 --generate-hashes --quiet
 
@@ -83,9 +86,8 @@ manifests: venv engine ## print the rendered Kubernetes Job manifests for ENV (d
 releases: venv engine ## list the releases in ENV's registry, and which one is live
 	@$(BUILD) releases --env $(ENV)
 
-rollback: venv engine ## redeploy release TAG (sha, short sha or tag) to ENV, no rebuild
-	@test -n '$(TAG)' || { echo "error: TAG is required; make rollback ENV=$(ENV) TAG=<sha|tag>" >&2; exit 2; }
-	@$(BUILD) rollback --env '$(ENV)' --to '$(TAG)' 
+rollback: venv engine ## redeploy release TAG (sha, short sha or tag) to ENV, no rebuild; no TAG: the one before
+	@$(BUILD) rollback --env '$(ENV)' $(if $(TAG),--to '$(TAG)',)
 
 # DB=postgres: the Prefect server on PostgreSQL (a slipway-postgres container); DB=sqlite switches back.
 # Without DB, `up` keeps the database the existing server uses (SQLite for a new one).

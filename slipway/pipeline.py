@@ -7,7 +7,7 @@ values from step to step. The rule every writing verb follows: all input is chec
 can be made is made, before the first write to a registry or to Prefect; a failure after writes began says
 what was written and how to finish (deploy/apply.py).
 
-- `build`: the image of HEAD (content, entry-point probe, release layer).
+- `build`: the image of HEAD (content image, code layers, entry-point probe, release layer).
 - `push`: HEAD's image to the environment's registry; the digest read back.
 - `plan` / `deploy`: HEAD's release, validated, compared with Prefect, and (deploy) pushed and applied.
 - `release`: `build` then `deploy` in one process (`make image deploy`).
@@ -16,8 +16,9 @@ what was written and how to finish (deploy/apply.py).
 """
 from __future__ import annotations
 
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import anyio
@@ -38,14 +39,19 @@ from slipway.build.release_layer import ReleaseLayer
 from slipway.deploy.apply import apply_plan
 from slipway.deploy.desired import desired_deployments
 from slipway.deploy.guard import LiveRelease, check_downgrade
+from slipway.deploy.history import HistoryEntry, ReleaseRef, history_key, new_entry, read_history, write_entry
 from slipway.deploy.lease import release_lease
-from slipway.deploy.plan import Plan, plan_deployments, plan_work_pool
+from slipway.deploy.live import LiveDeployment
+from slipway.deploy.ownership import Owner, check_takeover
+from slipway.deploy.plan import Plan, plan_deployments, plan_removed, plan_work_pool
 from slipway.deploy.prefect_api import PrefectApi
+from slipway.deploy.pull import kubernetes_pull, pull_credentials
+from slipway.deploy.triggers import owner_resource
 from slipway.deploy.validate import ReleaseConfig, ValidatedRelease, check_manifests, pool_state, validate_release
 from slipway.errors import SlipwayError
 from slipway.output import Reporter
 from slipway.project.config import CONFIG_FILE, Project
-from slipway.project.declarations import load_declarations, refuse_project_secrets
+from slipway.project.declarations import Declarations, load_declarations, refuse_project_secrets
 from slipway.project.git import GitFacts, is_ancestor, read_git_facts
 from slipway.registry.push import PushedImage, push_image
 from slipway.registry.releases import Release, find_release, read_labels, read_release_layer, release_at
@@ -60,6 +66,7 @@ class Workspace:
 
     project: Project
     reporter: Reporter
+    warned: set[str] = field(default_factory=set)  # warnings already given this run
 
     @cached_property
     def commit(self) -> GitFacts:
@@ -95,6 +102,7 @@ def build(ws: Workspace, allow_dirty: bool = False, nocache: bool = False) -> Bu
     refuse_dirty(facts, allow_dirty)
     declarations = load_declarations(ws.project)  # a broken deployments.yaml fails before any build work
     refuse_project_secrets(ws.project, declarations)  # both files go into the image: no secret may
+    warn_declarations(ws, declarations)
     files = release_layer.collect(ws.project)
     content = build_content(ws.engine, ws.project, facts, ws.reporter, nocache=nocache)
     code = code_layers(ws.project, facts)
@@ -161,6 +169,7 @@ def _repo_digests(image, repository: str) -> set[str]:
 
 async def validate_head(ws: Workspace, target: Target, api: PrefectApi, head: HeadRelease,
                         config: ReleaseConfig) -> ValidatedRelease:
+    config = await with_pull_credentials(api, target, config)
     live_pool = await api.read_work_pool(config.env.work_pool.name)
     pool = pool_state(config, ws.project, live_pool)
     reference = head.pushed.reference if head.pushed else target.reference(PLACEHOLDER_DIGEST)
@@ -168,15 +177,22 @@ async def validate_head(ws: Workspace, target: Target, api: PrefectApi, head: He
 
 
 async def plan_release(api: PrefectApi, validated: ValidatedRelease, reference: str, commit: GitFacts,
-                       environment: str, reported_reference: str | None) -> Plan:
-    """Compare the validated release, pinned to `reference`, with what Prefect holds."""
+                       target: Target, reported_reference: str | None, prune: bool = False) -> Plan:
+    """Compare the validated release, pinned to `reference`, with what Prefect holds: the declared deployments
+    (refusing one another environment registered), and this environment's deployments the release no longer
+    declares (paused, or deleted with `prune`)."""
     pool = validated.pool
+    owner = owner_of(target)
     live_pool = await api.read_work_pool(pool.name)
     pool_plan = plan_work_pool(live_pool, pool.name, pool.type, pool.template, pool.managed)
     desired = desired_deployments(validated.deployments, validated.schemas, reference, commit,
-                                  validated.config.app_dir)
-    live = await api.read_deployments([d.full_name for d in desired])
-    return Plan(environment, reported_reference, pool_plan, plan_deployments(desired, live))
+                                  validated.config.app_dir, owner)
+    names = [d.full_name for d in desired]
+    automations = await api.read_owned_automations()
+    live = {name: with_automations(d, automations) for name, d in (await api.read_deployments(names)).items()}
+    in_pool = [with_automations(d, automations) for d in await api.deployments_in_pool(pool.name)]
+    rows = plan_deployments(desired, live, owner, target.prefect.api_url)
+    return Plan(target.name, reported_reference, pool_plan, rows, plan_removed(in_pool, set(names), owner, prune))
 
 
 def _live_digests(deployments, target: Target) -> set[str]:
@@ -204,41 +220,50 @@ async def guard_downgrade(ws: Workspace, target: Target, api: PrefectApi, pool_n
     check_downgrade(target.name, ws.commit.sha, live, lambda older, newer: is_ancestor(ws.commit.root, older, newer))
 
 
-async def plan(ws: Workspace, target: Target) -> tuple[Plan, HeadRelease]:
+async def plan(ws: Workspace, target: Target, prune: bool = False) -> tuple[Plan, HeadRelease]:
     """What deploy would do, writing nothing (not even the work pool); the downgrade guard runs too."""
     config = ReleaseConfig.from_project(ws.project, target.name)
+    warn_declarations(ws, config.declarations)
     head = find_head_release(ws, target)
     async with target.connect() as api:
         validated = await validate_head(ws, target, api, head, config)
         await guard_downgrade(ws, target, api, config.env.work_pool.name, head.pushed and head.pushed.digest)
         reference = head.pushed.reference if head.pushed else target.reference(PLACEHOLDER_DIGEST)
-        result = await plan_release(api, validated, reference, ws.commit, target.name,
-                                    head.pushed.reference if head.pushed else None)
+        result = await plan_release(api, validated, reference, ws.commit, target,
+                                    head.pushed.reference if head.pushed else None, prune)
     return result, head
 
 
-async def deploy(ws: Workspace, target: Target, allow_downgrade: bool = False) -> Plan:
-    """Register every deployment pinned to HEAD's image digest, pushing the image first when needed."""
+async def deploy(ws: Workspace, target: Target, allow_downgrade: bool = False, prune: bool = False,
+                 message: str | None = None) -> Plan:
+    """Register every deployment pinned to HEAD's image digest, pushing the image first when needed; pause (or
+    with `prune` delete) this environment's deployments the release no longer declares; record the release in
+    the environment's history."""
     refuse_dirty_release(ws, target)
     config = ReleaseConfig.from_project(ws.project, target.name)
+    warn_declarations(ws, config.declarations)
     head = find_head_release(ws, target)
     async with target.connect() as api:
         validated = await validate_head(ws, target, api, head, config)
-        return await apply_head(ws, target, api, head, validated, allow_downgrade)
+        return await apply_head(ws, target, api, head, validated, allow_downgrade, prune, message)
 
 
 async def apply_head(ws: Workspace, target: Target, api: PrefectApi, head: HeadRelease,
-                     validated: ValidatedRelease, allow_downgrade: bool) -> Plan:
+                     validated: ValidatedRelease, allow_downgrade: bool, prune: bool = False,
+                     message: str | None = None) -> Plan:
     """The writing half of deploy, every check passed: push HEAD's image when the registry lacks it, then
     write what differs, holding the environment's release lease (deploy/lease.py)."""
     head_digest = head.pushed.digest if head.pushed else None
     pool_name = validated.pool.name
+    await refuse_takeover(api, target, validated)  # before the push: another environment's deployments
     if not allow_downgrade:  # a stale CI job must not undo a newer release: said before any write...
         await guard_downgrade(ws, target, api, pool_name, head_digest)
     if head.pushed is not None:  # a redeploy that changes nothing needs no lease: there is nothing to race
-        unchanged = await plan_pushed(api, validated, head.pushed, ws.commit, target.name)
+        unchanged = await plan_pushed(api, validated, head.pushed, ws.commit, target, prune)
         if unchanged.writes == 0:
             ws.reporter.step(f"{target.name} already runs {head.pushed.reference}: nothing to write")
+            await record_applied(api, target, "deploy", release_of(ws, head.pushed), unchanged, message,
+                                 ws.reporter)  # records only a release the history does not end with yet
             return unchanged
     async with release_lease(api, target.name, ws.reporter) as lease:
         if not allow_downgrade:  # ...and checked again once no other release can write meanwhile
@@ -249,20 +274,25 @@ async def apply_head(ws: Workspace, target: Target, api: PrefectApi, head: HeadR
                 push_image, ws.engine, target.registry, head.local, ws.commit.image_tags(), ws.reporter)
         else:
             ws.reporter.step(f"{pushed.reference} is in the registry: nothing to push")
-        result = await plan_pushed(api, validated, pushed, ws.commit, target.name)
+        result = await plan_pushed(api, validated, pushed, ws.commit, target, prune)
         await apply_plan(api, result, ws.reporter, lease=lease)
+        await record_applied(api, target, "deploy", release_of(ws, pushed), result, message, ws.reporter)
     return result
 
 
+def release_of(ws: Workspace, pushed: PushedImage) -> ReleaseRef:
+    return ReleaseRef(pushed.digest, ws.commit.sha, ws.commit.version, ws.commit.image_tags())
+
+
 async def plan_pushed(api: PrefectApi, validated: ValidatedRelease, pushed: PushedImage, commit: GitFacts,
-                      environment: str) -> Plan:
+                      target: Target, prune: bool = False) -> Plan:
     if validated.pool.type == "kubernetes":  # validated against a placeholder until now: the real Jobs
         await check_manifests(validated, pushed.reference)
-    return await plan_release(api, validated, pushed.reference, commit, environment, pushed.reference)
+    return await plan_release(api, validated, pushed.reference, commit, target, pushed.reference, prune)
 
 
-async def release(ws: Workspace, target: Target, allow_dirty: bool = False,
-                  allow_downgrade: bool = False) -> tuple[BuiltImage | None, Plan]:
+async def release(ws: Workspace, target: Target, allow_dirty: bool = False, allow_downgrade: bool = False,
+                  prune: bool = False, message: str | None = None) -> tuple[BuiltImage | None, Plan]:
     """`make image deploy` in one process: HEAD's image (unless the registry already holds HEAD's release),
     then deploy. Work that does not depend on each other overlaps: the Docker build runs while the
     declarations load (and Prefect is imported); the in-image probe runs while Prefect's client connects and
@@ -272,16 +302,19 @@ async def release(ws: Workspace, target: Target, allow_dirty: bool = False,
     if not ws.commit.dirty and target.registry.manifest_digest(ws.commit.image_tags()[0]) is not None:
         ws.reporter.step(f"{target.repository} already holds HEAD's release ({ws.commit.short_sha}): "
                          "nothing to build or push")
-        return None, await deploy(ws, target, allow_downgrade)
+        return None, await deploy(ws, target, allow_downgrade, prune, message)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="slipway-docker") as docker_work:
         content = docker_work.submit(build_content, ws.engine, ws.project, ws.commit, ws.reporter)
         config = ReleaseConfig.from_project(ws.project, target.name)  # meanwhile: a broken file fails now
+        refuse_project_secrets(ws.project, config.declarations)
+        warn_declarations(ws, config.declarations)
         files = release_layer.collect(ws.project)
         code = code_layers(ws.project, ws.commit)
         content_image = await anyio.to_thread.run_sync(content.result)
         probe = docker_work.submit(probe_code, ws.engine, ws.project, content_image, code, config.declarations,
                                    ws.reporter)
         async with target.connect() as api:
+            config = await with_pull_credentials(api, target, config)
             live_pool = await api.read_work_pool(config.env.work_pool.name)
             pool = pool_state(config, ws.project, live_pool)
             layer = ReleaseLayer(files, await anyio.to_thread.run_sync(probe.result))
@@ -289,17 +322,22 @@ async def release(ws: Workspace, target: Target, allow_dirty: bool = False,
             head = HeadRelease(built.reference, layer, None, find_local_image(ws.engine, ws.project, ws.commit))
             validated = await validate_release(config, pool, layer, head.image,
                                                target.reference(PLACEHOLDER_DIGEST), ws.reporter)
-            return built, await apply_head(ws, target, api, head, validated, allow_downgrade)
+            return built, await apply_head(ws, target, api, head, validated, allow_downgrade, prune, message)
 
 
 # --- rollback ----------------------------------------------------------------------------------------------
 
-async def rollback(ws: Workspace, target: Target, ref: str) -> RolledBack:
-    """Re-register release `ref` (tag, SHA or SHA prefix): its image digest and its own configuration, read
-    from the registry (no build, no push, no layer pulled). This repository's deployments that the release
-    does not have are paused, not deleted."""
-    ws.reporter.step(f"looking up '{ref}' in {target.repository}")
-    found = find_release(target.registry, ref)
+async def rollback(ws: Workspace, target: Target, ref: str | None, message: str | None = None) -> RolledBack:
+    """Re-register release `ref` (tag, SHA or SHA prefix; None: the release that was live before the current
+    one, from the environment's history): its image digest and its own configuration, read from the registry
+    (no build, no push, no layer pulled). This environment's deployments that the release does not have are
+    paused, not deleted."""
+    if ref is None:
+        async with target.connect() as api:
+            found = await release_before_current(api, target, ws.reporter)
+    else:
+        ws.reporter.step(f"looking up '{ref}' in {target.repository}")
+        found = find_release(target.registry, ref)
     if found.dirty and not target.accepts_dirty:
         raise SlipwayError(f"{target.repository}:{found.sorted_tags()[0]} was built from uncommitted changes",
                            "roll back to a committed release")
@@ -309,17 +347,39 @@ async def rollback(ws: Workspace, target: Target, ref: str) -> RolledBack:
                      "configuration read from the registry")
     config = ReleaseConfig.from_layer(layer, target.name, reference)
     async with target.connect() as api:
+        config = await with_pull_credentials(api, target, config)  # the working tree's: infrastructure
         pool = pool_state(config, ws.project, await api.read_work_pool(config.env.work_pool.name))
         validated = await validate_release(config, pool, layer, reference, reference, ws.reporter)
         async with release_lease(api, target.name, ws.reporter) as lease:
-            result = await plan_release(api, validated, reference, found.commit(ws.project.root), target.name,
+            result = await plan_release(api, validated, reference, found.commit(ws.project.root), target,
                                         reference)
-            keep = {d.full_name for d in validated.deployments}
-            result.to_pause = [d for d in await api.deployments_in_pool(pool.name)
-                               if d.image.startswith(target.repository + "@") and d.full_name not in keep
-                               and not d.paused]
             await apply_plan(api, result, ws.reporter, verb="rollback", lease=lease)
+            release_ref = ReleaseRef(found.digest, found.revision, found.version, found.sorted_tags())
+            await record_applied(api, target, "rollback", release_ref, result, message, ws.reporter)
     return RolledBack(found, result)
+
+
+async def release_before_current(api: PrefectApi, target: Target, reporter: Reporter) -> Release:
+    """The release that was live before the environment's current one, from its history; says what it found."""
+    how = (f"name the release: make rollback ENV={target.name} TAG=<sha|tag> (make releases ENV={target.name} "
+           "lists them)")
+    history = await read_history(api, history_key(target.repository, target.name), limit=1)
+    if not history:
+        raise SlipwayError(f"'{target.name}' has no release history yet, so slipway does not know which release "
+                           "was live before the current one", how)
+    last = history[0]
+    if last.previous is None or last.previous.digest == last.release.digest:
+        raise SlipwayError(f"the history of '{target.name}' has no release before {last.release.short}", how)
+    before = last.previous
+    if target.registry.manifest_digest(before.digest) is None:
+        raise SlipwayError(f"{before.short}, the release live before {last.release.short}, is no longer in "
+                           f"{target.repository}", how)
+    found = release_at(target.registry, before.digest, before.tags)
+    if not found.revision:
+        raise SlipwayError(f"{target.repository}@{before.digest} has no {REVISION_LABEL} label", how)
+    reporter.step(f"rolling back '{target.name}' from {last.release.short} ({last.verb} by {last.actor} at "
+                  f"{last.time}) to {before.short}, the release live before it")
+    return found
 
 
 # --- manifests ---------------------------------------------------------------------------------------------
@@ -331,7 +391,8 @@ async def manifests(ws: Workspace, target: Target) -> tuple[ValidatedRelease, st
     if env.work_pool.type != "kubernetes":
         raise SlipwayError(f"{CONFIG_FILE}: environments.{target.name}.work_pool.type is '{env.work_pool.type}': "
                            "its flow runs are not Kubernetes Jobs", "pick a Kubernetes environment (--env kind)")
-    config = ReleaseConfig.from_project(ws.project, target.name)
+    config = replace(ReleaseConfig.from_project(ws.project, target.name), pull=kubernetes_pull(env, target.name))
+    warn_declarations(ws, config.declarations)
     head = find_head_release(ws, target)
     if head.pushed is None:
         raise SlipwayError(f"HEAD's image ({head.image}) is not in {target.repository}",
@@ -339,3 +400,91 @@ async def manifests(ws: Workspace, target: Target) -> tuple[ValidatedRelease, st
     pool = pool_state(config, ws.project, None)
     validated = await validate_release(config, pool, head.layer, head.image, head.pushed.reference, ws.reporter)
     return validated, head.pushed.reference
+
+
+# --- the server follows the file (issue 16): ownership, pull credentials, history -------------------------
+
+def owner_of(target: Target) -> Owner:
+    """Whose deployments these are: the environment's image repository and name (deploy/ownership.py)."""
+    return Owner(target.repository, target.name)
+
+
+def with_automations(live: LiveDeployment | None, automations: dict[str, list[dict]]) -> LiveDeployment | None:
+    if live is None:
+        return None
+    return replace(live, automations=automations.get(owner_resource(live.id), []))
+
+
+async def refuse_takeover(api: PrefectApi, target: Target, validated: ValidatedRelease) -> None:
+    """A deployment of this release that another environment (or project) registered on the same Prefect is
+    refused before anything is written (plan_release checks it again under the lease)."""
+    owner = owner_of(target)
+    names = [d.full_name for d in validated.deployments]
+    for name, live in (await api.read_deployments(names)).items():
+        if live is not None:
+            check_takeover(owner, name, live.labels, target.prefect.api_url)
+
+
+async def with_pull_credentials(api: PrefectApi, target: Target, config: ReleaseConfig) -> ReleaseConfig:
+    """The release's configuration with the working tree's pull credentials (deploy/pull.py)."""
+    return replace(config, pull=await pull_credentials(api, target.env, target.name))
+
+
+def warn_declarations(ws: Workspace, declarations: Declarations) -> None:
+    """One warning per prefect.yaml key slipway owns and ignores (project/declarations.py SLIPWAY_OWNED), once
+    per run (`release` loads the file for its build and again for its deploy)."""
+    for warning in declarations.warnings:
+        if warning not in ws.warned:
+            ws.warned.add(warning)
+            ws.reporter.warn(warning)
+
+
+async def release_history(target: Target) -> list[HistoryEntry]:
+    """The environment's release history, newest first."""
+    async with target.connect() as api:
+        return await read_history(api, history_key(target.repository, target.name))
+
+
+async def record_release(api: PrefectApi, target: Target, verb: str, release: ReleaseRef, message: str | None,
+                         details: dict[str, str] | None = None, changed: bool = True,
+                         live_before: ReleaseRef | None = None) -> HistoryEntry | None:
+    """Record that `release` went live in the target's environment (`verb`: deploy, rollback, promote — with
+    `details` such as {"promoted_from": "staging"}): one call, after the writes. The previous release is the
+    history's last one (else `live_before`). Nothing is recorded when nothing `changed` and the history already
+    ends with this release, so a redeploy of the live release adds no entry but a rerun after a failed record
+    does."""
+    key = history_key(target.repository, target.name)
+    history = await read_history(api, key, limit=1)
+    last = history[0] if history else None
+    if not changed and last is not None and last.release.digest == release.digest:
+        return None
+    entry = new_entry(verb, target.name, release, last.release if last else live_before, message, details)
+    await write_entry(api, key, entry)
+    return entry
+
+
+async def record_applied(api: PrefectApi, target: Target, verb: str, release: ReleaseRef, plan: Plan,
+                         message: str | None, reporter: Reporter) -> None:
+    """record_release after an apply. The release is live by now, so a failure to record is a warning that says
+    how to record it, not a failed release."""
+    try:
+        entry = await record_release(api, target, verb, release, message, changed=plan.writes > 0,
+                                     live_before=_pinned_before(plan, target, release.digest))
+    except SlipwayError as exc:
+        reporter.warn(f"the release is live, but recording it in the history of '{target.name}' failed "
+                      f"({exc.message}); run the same command again to record it")
+        return
+    if entry is not None:
+        reporter.step(f"recorded in the history of '{target.name}': {entry.describe()}")
+
+
+def _pinned_before(plan: Plan, target: Target, new_digest: str) -> ReleaseRef | None:
+    """The release most of the plan's live deployments pinned before it was applied (a history's first entry)."""
+    pinned = Counter((row.live.image.partition("@")[2], row.live.version) for row in plan.rows
+                     if row.live is not None and row.live.image.startswith(target.repository + "@")
+                     and not row.live.paused)
+    ranked = [key for key, _ in pinned.most_common() if key[0] != new_digest]
+    if not ranked:
+        return None
+    digest, version = ranked[0]
+    return ReleaseRef(digest, (version or "").removesuffix("-dirty") or None, None, [])

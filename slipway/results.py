@@ -8,6 +8,7 @@ import io
 from typing import Any
 
 from slipway.build.image import BuiltImage
+from slipway.deploy.history import HistoryEntry
 from slipway.deploy.plan import Plan, PlanRow
 from slipway.registry.push import PushedImage
 from slipway.registry.releases import Release
@@ -35,50 +36,73 @@ def _pool(plan: Plan) -> dict[str, Any]:
 
 
 def _row(row: PlanRow, changes: bool) -> dict[str, Any]:
-    out = {"name": row.name, "id": row.id, "action": row.action}
+    out = {"name": row.name, "id": row.id, "action": row.action, "paused_by": row.paused_by}
     if changes:
         out["changes"] = row.changes
     return out
 
 
+def _removed(plan: Plan) -> list[dict[str, Any]]:
+    """The environment's deployments the release no longer declares: paused | deleted | unchanged (already
+    paused), and who holds the pause afterwards (slipway | hand)."""
+    return [{"name": r.name, "id": r.live.id, "action": r.action, "paused_by": r.paused_by} for r in plan.removed]
+
+
 def plan_json(plan: Plan, pushed: bool) -> dict[str, Any]:
     return {"environment": plan.environment, "reference": plan.reference, "work_pool": _pool(plan),
-            "deployments": [_row(r, changes=True) for r in plan.rows], "pushed": pushed}
+            "deployments": [_row(r, changes=True) for r in plan.rows], "removed": _removed(plan), "pushed": pushed}
 
 
 def deploy_json(plan: Plan) -> dict[str, Any]:
     return {"reference": plan.reference, "work_pool": _pool(plan),
-            "deployments": [_row(r, changes=False) for r in plan.rows]}
+            "deployments": [_row(r, changes=False) for r in plan.rows], "removed": _removed(plan)}
 
 
 def rollback_json(plan: Plan, release: Release) -> dict[str, Any]:
     return {"reference": plan.reference, "revision": release.revision, "work_pool": _pool(plan),
-            "deployments": [_row(r, changes=False) for r in plan.rows],
+            "deployments": [_row(r, changes=False) for r in plan.rows], "removed": _removed(plan),
             "paused": sorted(d.full_name for d in plan.to_pause)}
+
+
+_PAUSED_BY = {"slipway": "paused by slipway", "hand": "paused by hand"}
 
 
 def plan_human(plan: Plan, verb: str, reference_text: str | None = None) -> str:
     out = io.StringIO()
     out.write(f"{plan.environment}: {reference_text or plan.reference}\n")
     out.write(f"  work pool {plan.pool.name}: {plan.pool.action}\n")
-    width = max((len(r.name) for r in plan.rows), default=0)
+    width = max((len(r.name) for r in [*plan.rows, *plan.removed]), default=0)
     for row in plan.rows:
         changes = f" ({', '.join(row.changes)})" if row.changes else ""
-        out.write(f"  {row.name:<{width}}  {row.action}{changes}\n")
-    for live in plan.to_pause:
-        out.write(f"  {live.full_name:<{width}}  paused (not in this release)\n")
-    tally = ", ".join(f"{n} {a}" for a, n in sorted(plan.counts().items()))
+        note = f" — {row.note}" if row.note else ""
+        out.write(f"  {row.name:<{width}}  {row.action}{changes}{note}\n")
+    for gone in plan.removed:
+        what = {"paused": "paused", "deleted": "deleted (--prune)",
+                "unchanged": f"unchanged, {_PAUSED_BY.get(gone.paused_by or '', 'paused')}"}[gone.action]
+        out.write(f"  {gone.name:<{width}}  {what}: not in this release\n")
+    counts = plan.counts()
+    for gone in plan.removed:
+        if gone.action != "unchanged":
+            counts[gone.action] = counts.get(gone.action, 0) + 1
+    tally = ", ".join(f"{n} {a}" for a, n in sorted(counts.items()))
     prefix = "would be: " if verb == "plan" else ""
     out.write(f"{prefix}{tally}" + (" (nothing written)" if verb == "plan" else "") + "\n")
     return out.getvalue()
 
 
-def releases_json(releases: list[Release], live: set[str]) -> list[dict[str, Any]]:
-    return [{"revision": r.revision, "tags": r.sorted_tags(), "digest": r.digest, "created": r.created,
-             "live": r.digest in live} for r in releases]
+def releases_json(releases: list[Release], live: set[str], history: list[HistoryEntry]) -> dict[str, Any]:
+    """`{"releases": [...], "history": [...]}`: the registry's releases, newest commit first, and the
+    environment's release history, newest first."""
+    return {"releases": [{"revision": r.revision, "tags": r.sorted_tags(), "digest": r.digest, "created": r.created,
+                          "live": r.digest in live} for r in releases],
+            "history": [entry.to_json() for entry in history]}
 
 
-def releases_human(releases: list[Release], live: set[str], repository: str, api_url: str) -> str:
+HISTORY_SHOWN = 20
+
+
+def releases_human(releases: list[Release], live: set[str], repository: str, api_url: str,
+                   history: list[HistoryEntry]) -> str:
     lines = [f"{'':2}{'revision':<13} {'created':<26} {'digest':<20} tags"]
     for r in releases:
         lines.append(f"{'*' if r.digest in live else ' ':2}{(r.revision or '?')[:12]:<13} {r.created or '?':<26} "
@@ -86,4 +110,12 @@ def releases_human(releases: list[Release], live: set[str], repository: str, api
     if not releases:
         lines.append(f"  (no releases in {repository})")
     lines.append("* live: pinned by the active deployments in " + api_url)
+    lines += ["", f"history (newest first{', latest ' + str(HISTORY_SHOWN) if len(history) > HISTORY_SHOWN else ''}):"]
+    for entry in history[:HISTORY_SHOWN]:
+        previous = f" (was {entry.previous.short})" if entry.previous else ""
+        run = f" {entry.run_url}" if entry.run_url else ""
+        message = f": {entry.message}" if entry.message else ""
+        lines.append(f"  {entry.time}  {entry.verb:<8} {entry.release.short}{previous}  by {entry.actor}{run}{message}")
+    if not history:
+        lines.append("  (nothing recorded yet: deploy and rollback record each release)")
     return "\n".join(lines)

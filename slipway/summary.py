@@ -74,6 +74,9 @@ def _deploy_lines(data: dict) -> list[str]:
     lines += ["| Deployment | Action | ID |", "| --- | --- | --- |"]
     for d in deployments:
         lines.append(f"| {_cell(d.get('name'))} | {d.get('action') or '–'} | {_cell(d.get('id'))} |")
+    for d in data.get("removed") or []:  # the environment's deployments the release no longer declares
+        action = f"{d.get('action') or '–'} (not in this release)"
+        lines.append(f"| {_cell(d.get('name'))} | {action} | {_cell(d.get('id'))} |")
     return lines
 
 

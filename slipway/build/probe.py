@@ -131,7 +131,7 @@ def probe_requests(declarations: Declarations) -> list[dict]:
     """What to ask the probe, per declared deployment: its entry point, and the parameter sets to check
     with the flow's own validation (the deployment's parameters, then each schedule's over them)."""
     return [{"entrypoint": d.entrypoint,
-             "parameter_sets": [d.parameters] + [{**d.parameters, **s.parameters} for s in d.schedules
+             "parameter_sets": [d.parameters] + [{**d.parameters, **s.parameters} for s in d.all_schedules
                                                  if s.parameters]}
             for d in declarations.deployments]
 

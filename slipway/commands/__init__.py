@@ -5,6 +5,7 @@ A verb is arguments → one pipeline call → print (slipway/results.py): no log
 from __future__ import annotations
 
 import argparse
+import os
 
 from slipway.output import Reporter
 from slipway.pipeline import Workspace
@@ -13,6 +14,18 @@ from slipway.project.config import LOCAL_ENVIRONMENT, load_project
 
 def workspace(args: argparse.Namespace, reporter: Reporter) -> Workspace:
     return Workspace(load_project(args.root), reporter)
+
+
+def add_message_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-m", "--message", metavar="TEXT", default=os.environ.get("SLIPWAY_MESSAGE") or None,
+                        help="why: recorded with the release in the environment's history (`releases --env ENV`); "
+                             "default: $SLIPWAY_MESSAGE (`make deploy MESSAGE=...`)")
+
+
+def add_prune_argument(parser: argparse.ArgumentParser, verb: str) -> None:
+    parser.add_argument("--prune", action="store_true",
+                        help="delete this environment's deployments the release no longer declares (default: "
+                             "pause them)" + (" — shown, nothing written" if verb == "plan" else ""))
 
 
 def add_env_argument(parser: argparse.ArgumentParser, default: str = LOCAL_ENVIRONMENT) -> None:

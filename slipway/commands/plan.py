@@ -7,7 +7,7 @@ when something would change, for drift checks in CI.
 import anyio
 
 from slipway import pipeline, results
-from slipway.commands import add_env_argument, workspace
+from slipway.commands import add_env_argument, add_prune_argument, workspace
 from slipway.target import open_target
 
 CHANGES_EXIT_CODE = 2
@@ -17,12 +17,13 @@ def add_arguments(parser, verb):
     add_env_argument(parser)
     parser.add_argument("--exit-code", action="store_true",
                         help=f"exit {CHANGES_EXIT_CODE} when deploy would write anything (0: nothing to do)")
+    add_prune_argument(parser, verb)
 
 
 def run(args, reporter):
     ws = workspace(args, reporter)
     target = open_target(ws.project, args.env)
-    plan, head = anyio.run(pipeline.plan, ws, target)
+    plan, head = anyio.run(pipeline.plan, ws, target, args.prune)
     reference = plan.reference or f"{head.image} (not in the registry yet: deploy pushes it first)"
     reporter.result(results.plan_json(plan, pushed=head.pushed is not None),
                     human=results.plan_human(plan, "plan", reference))

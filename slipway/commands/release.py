@@ -3,7 +3,7 @@ already holds HEAD's release), then deploy. `--json`: {"image": <image's JSON or
 import anyio
 
 from slipway import pipeline, results
-from slipway.commands import add_env_argument, workspace
+from slipway.commands import add_env_argument, add_message_argument, add_prune_argument, workspace
 from slipway.target import open_target
 
 
@@ -13,12 +13,14 @@ def add_arguments(parser, verb):
                         help="build from a dirty tree (only the local environment accepts the -dirty image)")
     parser.add_argument("--rollback", action="store_true",
                         help="allow deploying HEAD over a newer live release")
+    add_prune_argument(parser, verb)
+    add_message_argument(parser)
 
 
 def run(args, reporter):
     ws = workspace(args, reporter)
     built, plan = anyio.run(pipeline.release, ws, open_target(ws.project, args.env), args.allow_dirty,
-                            args.rollback)
+                            args.rollback, args.prune, args.message)
     if built is not None:
         reporter.record("image", results.image_json(built))
     human = (results.image_human(built) + "\n" if built else "") + results.plan_human(plan, "deploy")

@@ -1,9 +1,11 @@
-"""Carry out a plan: the work pool first, then each deployment that is not unchanged.
+"""Carry out a plan: the work pool first, then each deployment that is not unchanged, then the deployments the
+release no longer declares (paused, or deleted with --prune).
 
-Writes go as many at once as the environment allows (deploy/prefect_api.py). When one fails, nothing new is
-started, the writes under way finish, and the failure is one `IncompleteRelease` error that says how many
-deployments were written, which were not, and that running the same command again finishes the release
-(the plan of a rerun holds only what is still missing or different).
+Writes go as many at once as the environment allows (deploy/prefect_api.py), each sent only while the
+environment's release lease is certainly held (deploy/lease.py). When one fails, nothing new is started, the
+writes under way finish, and the failure is one `IncompleteRelease` error that says how many deployments were
+written, which were not, and that running the same command again finishes the release (the plan of a rerun
+holds only what is still missing or different). Ctrl-C or SIGTERM stops it the same way, saying where.
 """
 from __future__ import annotations
 
@@ -22,19 +24,21 @@ SHOWN_NAMES = 5  # names listed in an IncompleteRelease message before "and N mo
 
 async def apply_plan(api: PrefectApi, plan: Plan, reporter: Reporter, verb: str = "deploy",
                      lease: HeldLease | None = None) -> None:
-    """Write what `plan` says, filling each created row's `id`. With `lease`, every write is sent only while
-    the environment's release lease is certainly held (deploy/lease.py)."""
+    """Write what `plan` says, filling each created row's `id`: the pool, the declared deployments, then the
+    removed ones. With `lease`, every write is sent only while the release lease is certainly held."""
     held = lease.check if lease is not None else (lambda: None)
     if plan.pool.action != "unchanged":
         held()
         await api.apply_pool(plan.pool)
         reporter.step(f"work pool {plan.pool.name}: {plan.pool.action}")
     pending = [row for row in plan.rows if row.action != "unchanged"]
-    written: list[PlanRow] = []
-    failures: list[tuple[PlanRow, SlipwayError]] = []
+    removed = [r for r in plan.removed if r.action != "unchanged"]
+    names = [row.name for row in pending] + [r.name for r in removed]
+    written: list[str] = []
+    failures: list[tuple[str, SlipwayError]] = []
     flow_ids: dict[str, Any] = {}
 
-    # Rows start only when a write can go out, so that the checks below are made just before it is sent.
+    # Rows start only when a write can go out, so that the lease check is made just before it is sent.
     turns = anyio.CapacityLimiter(api.write_concurrency)
 
     async def write(row: PlanRow) -> None:
@@ -44,42 +48,58 @@ async def apply_plan(api: PrefectApi, plan: Plan, reporter: Reporter, verb: str 
             try:
                 held()
                 if row.action == "created":
-                    row.id = await api.create_deployment(row.desired, flow_ids)
+                    row.id = await api.create_deployment(row, flow_ids)
+                elif row.upsert:
+                    await api.upsert_deployment(row, flow_ids)
                 else:
                     await api.update_deployment(row)
+                if row.desired.triggers if row.action == "created" else "triggers" in row.fields:
+                    await api.replace_automations(row.id, row.name, row.desired.triggers)
             except SlipwayError as exc:
-                failures.append((row, exc))
+                failures.append((row.name, exc))
                 return
-        written.append(row)
-        reporter.step(f"{row.action} {row.name}")
+        written.append(row.name)
+        reporter.step(f"{row.action} {row.name}" + (f" ({row.note})" if row.note else ""))
 
     try:
         async with anyio.create_task_group() as tg:
             for row in pending:
                 tg.start_soon(write, row)
+        for gone in removed:  # after the release's own deployments: never pause one before its successor is live
+            if failures:
+                break
+            try:
+                held()
+                if gone.drop_automations:
+                    await api.replace_automations(gone.live.id, gone.name, [])
+                if gone.action == "deleted":
+                    await api.delete_deployment(gone.live)
+                    reporter.step(f"deleted {gone.name}: the release does not declare it (--prune)")
+                elif not gone.live.paused:
+                    await api.pause_deployment(gone.live)
+                    reporter.step(f"paused {gone.name}: the release does not declare it")
+            except SlipwayError as exc:
+                failures.append((gone.name, exc))
+                break
+            written.append(gone.name)
     except anyio.get_cancelled_exc_class():  # Ctrl-C or SIGTERM: say where it stopped, then stop
         with anyio.CancelScope(shield=True):
-            done = {row.name for row in written}
-            reporter.step(f"interrupted after writing {len(written)} of {len(pending)} changed deployment(s); "
-                          f"not written: {_names([row.name for row in pending if row.name not in done])}")
+            done = set(written)
+            reporter.step(f"interrupted after writing {len(written)} of {len(names)} changed deployment(s); "
+                          f"not written: {_names([name for name in names if name not in done])}")
         raise
     if failures:
-        raise incomplete(verb, plan, pending, written, failures[0])
-    for live in plan.to_pause:
-        held()
-        await api.pause_deployment(live.id, live.full_name)
-        reporter.step(f"paused {live.full_name}: the release does not declare it")
+        raise incomplete(verb, plan, names, written, failures[0])
 
 
-def incomplete(verb: str, plan: Plan, pending: list[PlanRow], written: list[PlanRow],
-               failure: tuple[PlanRow, SlipwayError]) -> IncompleteRelease:
-    done = {row.name for row in written}
-    missing = [row.name for row in pending if row.name not in done]
-    shown = _names(missing)
-    row, exc = failure
+def incomplete(verb: str, plan: Plan, pending: list[str], written: list[str],
+               failure: tuple[str, SlipwayError]) -> IncompleteRelease:
+    done = set(written)
+    missing = [name for name in pending if name not in done]
+    _, exc = failure
     return IncompleteRelease(
-        f"{verb} to '{plan.environment}' stopped after writing {len(written)} of {len(pending)} changed "
-        f"deployment(s) ({exc.message}); not written: {shown}",
+        f"{verb} to '{plan.environment}' stopped after writing {len(done)} of {len(pending)} changed "
+        f"deployment(s) ({exc.message}); not written: {_names(missing)}",
         "fix the cause, then run the same command again: it writes only what is still missing or different",
         written=sorted(done), not_written=missing)
 

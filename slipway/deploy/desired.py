@@ -9,6 +9,7 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
+from slipway.deploy.ownership import Owner, release_labels, version_info
 from slipway.project.declarations import ResolvedDeployment, ScheduleDecl, schedule_slugs
 from slipway.project.git import DIRTY_SUFFIX, GitFacts
 
@@ -48,12 +49,14 @@ class DesiredSchedule:
     slug: str
     decl: ScheduleDecl
 
-    def create_action(self):
-        """Prefect's request model to create this schedule."""
+    def create_action(self, active: bool | None = None):
+        """Prefect's request model to create this schedule; `active` when the declaration leaves it open (the
+        live schedule's state, kept across an upsert), else the declared state, else on."""
         from prefect.client.schemas.actions import DeploymentScheduleCreate
 
-        return DeploymentScheduleCreate(schedule=self.decl.to_prefect(),
-                                        active=True if self.decl.active is None else self.decl.active,
+        if self.decl.active is not None:
+            active = self.decl.active
+        return DeploymentScheduleCreate(schedule=self.decl.to_prefect(), active=True if active is None else active,
                                         parameters=dict(self.decl.parameters), slug=self.slug)
 
 
@@ -76,6 +79,12 @@ class DesiredDeployment:
     enforce_parameter_schema: bool
     pull_steps: list[dict[str, Any]]
     schedules: list[DesiredSchedule] = field(default_factory=list)
+    # deploy/ownership.py: whose it is and which release it runs; version_info for Prefect Cloud.
+    labels: dict[str, str] = field(default_factory=dict)
+    version_info: dict[str, Any] | None = None
+    concurrency_options: dict[str, Any] | None = None
+    paused: bool | None = None  # declared (prefect.yaml `paused`); None: slipway's own pauses are lifted
+    triggers: list[dict[str, Any]] = field(default_factory=list)  # Prefect deployment trigger specs
 
     @property
     def full_name(self) -> str:
@@ -124,10 +133,12 @@ def release_version(commit: GitFacts) -> str:
 
 
 def desired_deployments(deployments: list[ResolvedDeployment], schemas: list[dict[str, Any]], reference: str,
-                        commit: GitFacts, app_dir: str) -> list[DesiredDeployment]:
+                        commit: GitFacts, app_dir: str, owner: Owner | None = None) -> list[DesiredDeployment]:
     """What Prefect should hold for this release: the image pinned by digest, version = Git SHA, a
-    `release:<tag or short sha>` tag, and a pull step that runs flows from the image's app directory."""
+    `release:<tag or short sha>` tag, a pull step that runs flows from the image's app directory, and the
+    labels that say whose it is and which commit it runs (deploy/ownership.py)."""
     label = commit.version  # the Git tag when the commit is at one, else the short SHA
+    labels = release_labels(owner, commit) if owner is not None else {}
     pull_steps = [{"prefect.deployments.steps.set_working_directory": {"directory": app_dir}}]
     out = []
     for dep in deployments:
@@ -148,6 +159,11 @@ def desired_deployments(deployments: list[ResolvedDeployment], schemas: list[dic
             enforce_parameter_schema=dep.enforce_parameter_schema,
             pull_steps=[dict(s) for s in pull_steps],
             schedules=[DesiredSchedule(slug, s) for slug, s in zip(schedule_slugs(dep.schedules), dep.schedules)],
+            labels=dict(labels),
+            version_info=version_info(commit, dep.version_type) if owner is not None else None,
+            concurrency_options=dep.concurrency_options,
+            paused=dep.paused,
+            triggers=[dict(t) for t in dep.triggers],
         ))
     return out
 

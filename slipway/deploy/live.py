@@ -40,6 +40,10 @@ class LiveDeployment:
     enforce_parameter_schema: bool = True
     paused: bool = False
     schedules: list[LiveSchedule] = field(default_factory=list)
+    labels: dict[str, Any] = field(default_factory=dict)
+    concurrency_options: dict[str, Any] | None = None
+    # The automations it owns (`prefect.deployment.<id>`), as deploy/triggers.py compares them; None: not read.
+    automations: list[dict[str, Any]] | None = None
 
     @property
     def full_name(self) -> str:
@@ -79,6 +83,9 @@ def deployment_from_response(response, flow_name: str) -> LiveDeployment:
         concurrency_limit=gcl.limit if gcl is not None else None,
         enforce_parameter_schema=bool(response.enforce_parameter_schema),
         paused=bool(response.paused),
+        labels=dict(getattr(response, "labels", None) or {}),
+        concurrency_options=(response.concurrency_options.model_dump(mode="json", exclude_none=True)
+                             if getattr(response, "concurrency_options", None) else None),
         schedules=[LiveSchedule(id=str(s.id), slug=s.slug, active=bool(s.active),
                                 parameters=dict(s.parameters or {}),
                                 schedule=ScheduleSpec.from_api(s.schedule.model_dump()))

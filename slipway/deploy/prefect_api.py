@@ -23,7 +23,9 @@ import anyio
 
 from slipway.deploy.desired import DEFAULT_WORK_QUEUE, DesiredDeployment
 from slipway.deploy.live import LiveDeployment, LivePool, deployment_from_response, pool_from_response
+from slipway.deploy.ownership import PAUSE_TAG
 from slipway.deploy.plan import PlanRow, PoolPlan
+from slipway.deploy.triggers import automations_for, owner_resource, runs_deployment
 from slipway.errors import SlipwayError
 from slipway.project.config import CONFIG_FILE, PrefectConfig
 
@@ -99,6 +101,7 @@ class PrefectApi:
                     raise SlipwayError(
                         f"the Prefect API at {settings.api_url} ({settings.field}.api_url) does not answer: {reason}",
                         "start it (`make up` for the local one) or fix api_url; nothing was changed") from failure
+                await check_credentials(client, settings)
                 yield cls(client, settings)
 
     # -- reads ---------------------------------------------------------------------------------------------
@@ -110,6 +113,17 @@ class PrefectApi:
             return pool_from_response(await self._read(self.client.read_work_pool, name))
         except ObjectNotFound:
             return None
+
+    async def block_document_id(self, block_type_slug: str, name: str) -> str | None:
+        """The id of the block document `name` of that type (its secrets are not read), None when absent."""
+        from prefect.exceptions import ObjectNotFound
+
+        try:
+            document = await self._read(self.client.read_block_document_by_name, name, block_type_slug,
+                                        include_secrets=False)
+        except ObjectNotFound:
+            return None
+        return str(document.id)
 
     async def read_deployments(self, names: list[str]) -> dict[str, LiveDeployment | None]:
         """`<flow>/<deployment>` -> the deployment, or None when it does not exist yet. Reads a page of up to
@@ -207,37 +221,69 @@ class PrefectApi:
                                                 flow_name)
         return cache[flow_name]
 
-    async def create_deployment(self, want: DesiredDeployment, flow_ids: dict[str, Any]) -> str:
-        flow_id = await self.flow_id(want.flow_name, flow_ids)
-        deployment_id = await self.write(
-            f"create deployment {want.full_name}", self.client.create_deployment,
-            flow_id=flow_id,
-            name=want.name,
-            version=want.version,
-            schedules=[s.create_action() for s in want.schedules],
-            concurrency_limit=want.concurrency_limit,
-            parameters=want.parameters,
-            description=want.description,
-            work_queue_name=want.work_queue_name,
-            work_pool_name=want.work_pool_name,
-            tags=want.tags,
-            entrypoint=want.entrypoint,
-            parameter_openapi_schema=want.parameter_openapi_schema,
-            pull_steps=want.pull_steps,
-            enforce_parameter_schema=want.enforce_parameter_schema,
-            job_variables=want.job_variables,
-        )
-        return str(deployment_id)
+    async def create_deployment(self, row: PlanRow, flow_ids: dict[str, Any]) -> str:
+        """A new deployment: one POST with everything, labels included (the client's create_deployment has no
+        `labels` argument, so the request is built from its own DeploymentCreate model, as it builds it)."""
+        want = row.desired
+        payload = self._deployment_payload(want, await self.flow_id(want.flow_name, flow_ids),
+                                           [s.create_action() for s in want.schedules], row.paused or None, row.tags)
+        response = await self.write(f"create deployment {want.full_name}", self.client.request, "POST",
+                                    "/deployments/", json=payload)
+        return str(response.json()["id"])
+
+    async def upsert_deployment(self, row: PlanRow, flow_ids: dict[str, Any]) -> None:
+        """An existing deployment whose labels change: Prefect 3.8's server takes labels only in `POST
+        /deployments/`, an upsert (by flow and name) that replaces every field sent and recreates the schedules
+        from the request. So the whole deployment is sent, each schedule keeping the on/off state of the live
+        one it matches when `active` is not declared; `paused` only when the plan changes it (else kept)."""
+        want = row.desired
+        payload = self._deployment_payload(want, await self.flow_id(want.flow_name, flow_ids), row.schedule_creates(),
+                                           row.paused if "paused" in row.fields else None, row.tags)
+        await self.write(f"update deployment {want.full_name}", self.client.request, "POST", "/deployments/",
+                         json=payload)
+
+    @staticmethod
+    def _deployment_payload(want: DesiredDeployment, flow_id, schedules: list, paused: bool | None,
+                            tags: list[str]) -> dict:
+        from prefect.client.schemas.actions import DeploymentCreate
+        from prefect.client.schemas.objects import ConcurrencyOptions, VersionInfo
+
+        create = DeploymentCreate(
+            flow_id=flow_id, name=want.name, version=want.version,
+            version_info=VersionInfo(**want.version_info) if want.version_info else None,
+            schedules=schedules, concurrency_limit=want.concurrency_limit,
+            concurrency_options=ConcurrencyOptions(**want.concurrency_options) if want.concurrency_options else None,
+            parameters=want.parameters, description=want.description, work_pool_name=want.work_pool_name,
+            tags=tags,
+            labels=want.labels, entrypoint=want.entrypoint, path=None,
+            parameter_openapi_schema=want.parameter_openapi_schema, pull_steps=want.pull_steps,
+            enforce_parameter_schema=want.enforce_parameter_schema, job_variables=want.job_variables,
+            paused=paused)
+        if want.work_queue_name:
+            create.work_queue_name = want.work_queue_name
+        # As the client's own create_deployment: unset newer fields are left out for older servers.
+        exclude = {f for f in ("work_queue_name",) if f not in create.model_fields_set}
+        # concurrency_options goes even when None: an upsert must clear the collision strategy a file dropped.
+        exclude |= {f for f in ("paused", "pull_steps", "enforce_parameter_schema", "version_info", "branch", "base",
+                                "root") if getattr(create, f) is None}
+        payload = create.model_dump(mode="json", exclude=exclude)
+        if create.version_info:
+            payload["version_info"] = create.version_info.model_dump(mode="json")
+        return payload
 
     async def update_deployment(self, row: PlanRow) -> None:
         """One PATCH with only the changed fields, then the schedule operations one by one."""
         from prefect.client.schemas.actions import DeploymentUpdate
+        from prefect.client.schemas.objects import ConcurrencyOptions
 
         want, what = row.desired, f"update deployment {row.name}"
-        fields = {k: v for k, v in row.fields.items() if k not in ("work_pool_name", "work_queue_name")}
+        fields = {k: v for k, v in row.fields.items()
+                  if k not in ("work_pool_name", "work_queue_name", "labels", "triggers")}
         if "work_pool_name" in row.fields or "work_queue_name" in row.fields:
             fields["work_pool_name"] = want.work_pool_name
             fields["work_queue_name"] = want.work_queue_name or DEFAULT_WORK_QUEUE
+        if "concurrency_options" in fields and fields["concurrency_options"]:
+            fields["concurrency_options"] = ConcurrencyOptions(**fields["concurrency_options"])
         if fields:
             # Only the changed fields are sent (exclude_unset): no `schedules` key, so the server keeps them.
             await self.write(what, self.client.update_deployment, row.id, DeploymentUpdate(**fields))
@@ -250,13 +296,81 @@ class PrefectApi:
                 schedule=want_s.decl.to_prefect() if "schedule" in changed else None,
                 active=want_s.decl.active if "active" in changed else None,
                 parameters=dict(want_s.decl.parameters) if "parameters" in changed else None,
+                slug=want_s.slug if "slug" in changed else None,
             )
         if ops.create:
             await self.write(what, self.client.create_deployment_schedules, row.id,
                              [s.create_action() for s in ops.create])
 
-    async def pause_deployment(self, deployment_id: str, name: str) -> None:
-        await self.write(f"pause deployment {name}", self.client.pause_deployment, deployment_id)
+    async def pause_deployment(self, live: LiveDeployment) -> None:
+        """Paused by slipway: the pause and its tag in one PATCH, so the pause is never without its mark."""
+        from prefect.client.schemas.actions import DeploymentUpdate
+
+        tags = [t for t in live.tags if t != PAUSE_TAG] + [PAUSE_TAG]
+        await self.write(f"pause deployment {live.full_name}", self.client.update_deployment, live.id,
+                         DeploymentUpdate(paused=True, tags=tags))
+
+    async def delete_deployment(self, live: LiveDeployment) -> None:
+        from prefect.exceptions import ObjectNotFound
+
+        try:
+            await self.write(f"delete deployment {live.full_name}", self.client.delete_deployment, live.id)
+        except SlipwayError as exc:
+            if not isinstance(exc.__cause__, ObjectNotFound):  # already gone: what --prune wanted
+                raise
+
+    # -- deployment triggers (deploy/triggers.py) ----------------------------------------------------------
+
+    async def read_owned_automations(self) -> dict[str, list[dict[str, Any]]]:
+        """slipway's trigger automations (deploy/triggers.py), as JSON, by the deployment they belong to
+        (`prefect.deployment.<id>`), read in pages."""
+        automations: list = []
+        while True:
+            page = await self._read(self.client.read_automations, limit=PAGE_SIZE, offset=len(automations))
+            automations += page
+            if len(page) < PAGE_SIZE:
+                break
+        out: dict[str, list[dict[str, Any]]] = {}
+        for automation in automations:
+            data = automation.model_dump(mode="json")
+            deployment_id = runs_deployment(data)
+            if deployment_id:
+                out.setdefault(owner_resource(deployment_id), []).append(data)
+        return out
+
+    async def replace_automations(self, deployment_id: str, name: str, specs: list[dict[str, Any]]) -> None:
+        """The deployment's automations become its declared triggers (all deleted, then each created, as
+        `prefect deploy` does); called only when they differ."""
+        what = f"write the triggers of deployment {name}"
+        await self.write(what, self.client.delete_resource_owned_automations, owner_resource(deployment_id))
+        for automation in automations_for(specs, name.split("/", 1)[1], deployment_id):
+            await self.write(what, self.client.create_automation, automation)
+
+    # -- the release history (deploy/history.py) ------------------------------------------------------------
+
+    async def create_artifact(self, key: str, kind: str, description: str, data: str) -> None:
+        # POST directly: the client's create_artifact also emits an event through the ambient settings'
+        # events client, which is not this environment's API.
+        await self.write(f"record the release in artifact {key}", self.client.request, "POST", "/artifacts/",
+                         json={"key": key, "type": kind, "description": description, "data": data})
+
+    async def read_artifact_data(self, key: str, limit: int | None = None) -> list[Any]:
+        """The data of every version of artifact `key`, newest first (in pages)."""
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+        from prefect.client.schemas.sorting import ArtifactSort
+
+        out: list[Any] = []
+        offset = 0
+        while limit is None or len(out) < limit:
+            size = PAGE_SIZE if limit is None else min(PAGE_SIZE, limit - len(out))
+            page = await self._read(self.client.read_artifacts,
+                                    artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+                                    sort=ArtifactSort.CREATED_DESC, limit=size, offset=offset)
+            out += [a.data for a in page]
+            if len(page) < size:
+                break
+            offset += PAGE_SIZE
+        return out[:limit] if limit is not None else out
 
     # -- the release lease (deploy/lease.py) ---------------------------------------------------------------
 
@@ -323,6 +437,32 @@ class PrefectApi:
         except SlipwayError as exc:
             if not isinstance(exc.__cause__, ObjectNotFound):
                 raise
+
+
+async def check_credentials(client, settings: PrefectSettings) -> None:
+    """An authenticated read: a server with authentication answers its health check without credentials, so
+    missing or wrong ones would otherwise surface at the first real call."""
+    import httpx
+
+    try:
+        await client.read_work_pools(limit=1)
+    except httpx.HTTPStatusError as exc:
+        status = exc.response.status_code
+        if status not in (401, 403):
+            raise
+        config = settings.config
+        if config.auth_string_env:
+            given = f"the basic-auth string in ${config.auth_string_env} ({settings.field}.auth_string_env)"
+            fix = f"export {config.auth_string_env} with the server's PREFECT_SERVER_API_AUTH_STRING (user:password)"
+        elif config.api_key_env:
+            given = f"the API key in ${config.api_key_env} ({settings.field}.api_key_env)"
+            fix = f"export {config.api_key_env} with a valid key for this workspace (Prefect Cloud: API keys)"
+        else:
+            given = "no credentials"
+            fix = (f"set {settings.field}.auth_string_env (a self-hosted server with PREFECT_SERVER_API_AUTH_STRING) "
+                   "or api_key_env (Prefect Cloud) to the name of the variable holding them")
+        raise SlipwayError(f"the Prefect API at {settings.api_url} refused {given} (HTTP {status}); nothing was "
+                           "changed", fix) from exc
 
 
 @contextmanager

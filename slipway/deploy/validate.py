@@ -26,6 +26,7 @@ from slipway.deploy.desired import pinned_job_variables
 from slipway.deploy.kubernetes import load_job_template, render_job_manifests, validate_manifest
 from slipway.deploy.kubernetes_values import check_job
 from slipway.deploy.live import LivePool
+from slipway.deploy.pull import PullCredentials
 from slipway.errors import SlipwayError
 from slipway.output import Reporter
 from slipway.project.config import CONFIG_FILE, EnvironmentConfig, Project, parse_config
@@ -52,6 +53,7 @@ class ReleaseConfig:
     declarations: Declarations
     kubernetes_version: str
     app_dir: str
+    pull: PullCredentials | None = None  # the working tree's pull credentials (deploy/pull.py), set by the pipeline
 
     @classmethod
     def from_project(cls, project: Project, env_name: str) -> ReleaseConfig:
@@ -135,13 +137,13 @@ async def validate_release(config: ReleaseConfig, pool: PoolState, layer: Releas
         raise SlipwayError(f"{image}: its build-time entry-point probe does not match its {decls.filename}",
                            "rebuild the image from this commit (`make image`)")
     flow_names = check_probe(decls, results, image)
-    resolved = resolve_for_environment(decls, flow_names, config.env_name, config.env)
+    resolved = resolve_for_environment(decls, flow_names, config.env_name, config.env, config.pull)
     validated = ValidatedRelease(config, pool, resolved, [r["parameter_schema"] for r in results], image)
     for dep in resolved:
         result = results[dep.index]
         decl = decls.deployments[dep.index]
         # Probe checks line up with parameter_sets only when no override changed the parameters.
-        same = dep.parameters == decl.parameters and dep.schedules == list(decl.schedules)
+        same = dep.parameters == decl.parameters and dep.schedules == decl.all_schedules
         validate_parameters(dep, result["parameter_schema"], result["parameter_checks"] if same else [],
                             decls.filename)
         if "image" in dep.job_variables:
@@ -234,7 +236,8 @@ def parameter_sets(deployment: ResolvedDeployment) -> list[tuple[str, dict[str, 
     sets = [(f"deployments[{deployment.index}].parameters", deployment.parameters)]
     for j, schedule in enumerate(deployment.schedules):
         if schedule.parameters:
-            sets.append((f"{deployment.schedules_field.split(': ', 1)[1]}[{j}].parameters",
+            field = deployment.schedules_field.split(": ", 1)[1]  # `schedule` (one) is not a list
+            sets.append((f"{field}{'' if field.endswith('.schedule') else f'[{j}]'}.parameters",
                          {**deployment.parameters, **schedule.parameters}))
     return sets
 

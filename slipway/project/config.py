@@ -6,6 +6,7 @@ raised before anything is built, pushed or registered.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +18,9 @@ from slipway.project.secrets import check_not_secret_paths
 
 CONFIG_FILE = "slipway.yaml"
 LOCAL_ENVIRONMENT = "local"
+# A Kubernetes object name (DNS-1123 subdomain), and a Prefect block document name.
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_BLOCK_NAME = re.compile(r"[a-z0-9-]+")
 
 
 class _Strict(BaseModel):
@@ -99,6 +103,39 @@ class EnvironmentConfig(_Strict):
     not_secret: list[str] = Field(default_factory=list)
 
     _not_secret_paths = field_validator("not_secret")(classmethod(lambda cls, v: check_not_secret_paths(v)))
+
+    # --- pull credentials (issue 16): how the flow-run container's image pull authenticates, where the node
+    # does not already trust the registry. Infrastructure, not part of a release: a rollback uses the working
+    # tree's. Kubernetes pools: a Secret (kubernetes.io/dockerconfigjson) in the Job's namespace, by name.
+    image_pull_secret: str | None = None
+    # Docker pools: a prefect-docker DockerRegistryCredentials block in this environment's Prefect, by name.
+    registry_credentials_block: str | None = None
+
+    @field_validator("image_pull_secret")
+    @classmethod
+    def _kubernetes_name(cls, v: str | None) -> str | None:
+        if v is not None and not (len(v) <= 253 and _DNS_SUBDOMAIN.fullmatch(v)):
+            raise ValueError(f"'{v}' is not a valid Kubernetes Secret name (lowercase letters, digits, '-' and '.', "
+                             "starting and ending with a letter or digit, at most 253 characters)")
+        return v
+
+    @field_validator("registry_credentials_block")
+    @classmethod
+    def _block_name(cls, v: str | None) -> str | None:
+        if v is not None and not _BLOCK_NAME.fullmatch(v):
+            raise ValueError(f"'{v}' is not a Prefect block name (lowercase letters, digits and dashes)")
+        return v
+
+    @model_validator(mode="after")
+    def _credentials_fit_the_pool(self) -> EnvironmentConfig:
+        if self.image_pull_secret and self.work_pool.type != "kubernetes":
+            raise ValueError("image_pull_secret is for Kubernetes pools; a docker pool takes "
+                             "registry_credentials_block")
+        if self.registry_credentials_block and self.work_pool.type != "docker":
+            raise ValueError("registry_credentials_block is for docker pools; a Kubernetes pool takes "
+                             "image_pull_secret")
+        return self
+    # --- end pull credentials
 
     def image_repository(self) -> str:
         return f"{self.registry.host}/{self.repository}"

@@ -221,3 +221,24 @@ def test_rollback_tag_check_refuses_what_make_would_run_as_shell(tag):
     proc = _run_tag_check(tag)
     assert proc.returncode == 1
     assert proc.stdout.startswith("::error::tag ")
+
+
+def test_each_environment_gets_the_prefect_credential_its_server_takes():
+    """slipway.yaml names the variable each environment's Prefect credential is read from (a basic-auth string for
+    the self-hosted staging server, an API key for Prefect Cloud); the workflows bring exactly that secret."""
+    config = yaml.safe_load((REPO_ROOT / "slipway.yaml").read_text())["environments"]
+    assert config["staging"]["prefect"] == {"api_url": config["staging"]["prefect"]["api_url"],
+                                            "auth_string_env": "PREFECT_API_AUTH_STRING"}
+    assert config["prod"]["prefect"]["api_key_env"] == "PREFECT_API_KEY"
+    release = _load("release.yml")["jobs"]
+    for env, job in release.items():
+        prefect = config[env]["prefect"]
+        variable = prefect.get("auth_string_env") or prefect.get("api_key_env")
+        (step,) = [s for s in job["steps"] if s.get("run", "").startswith("make image deploy")]
+        assert step["env"][variable] == f"${{{{ secrets.{variable} }}}}", env
+        assert {k for k in step["env"] if k.startswith("PREFECT_")} == {variable}, env
+    (step,) = [s for s in _load("rollback.yml")["jobs"]["rollback"]["steps"] if s.get("name") == "make rollback"]
+    for env in ("staging", "prod"):
+        prefect = config[env]["prefect"]
+        variable = prefect.get("auth_string_env") or prefect.get("api_key_env")
+        assert step["env"][variable] == f"${{{{ secrets.{variable} }}}}", env

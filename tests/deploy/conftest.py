@@ -207,6 +207,7 @@ def prefect_state(api_url: str, names: list[str]) -> dict:
                     "id": str(d.id), "updated": d.updated.isoformat(), "version": d.version,
                     "job_variables": d.job_variables, "tags": d.tags, "description": d.description,
                     "parameters": d.parameters, "pull_steps": d.pull_steps, "work_pool_name": d.work_pool_name,
+                    "paused": d.paused, "labels": {k: v for k, v in (d.labels or {}).items() if k.startswith("slipway.")},
                     "schedules": sorted(
                         [{"id": str(s.id), "slug": s.slug, "active": s.active,
                           "updated": s.updated.isoformat() if getattr(s, "updated", None) else None,
@@ -293,3 +294,23 @@ def release_repo(tmp_path, registry, prefect_server, docker_engine, cli, monkeyp
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
     yield Releases(root, name, registry, prefect_server, docker_engine, cli)
     remove_tags_containing(docker_engine, name)
+    # Every snapshot declares the same deployment names (elt/daily...): the next test's project may only
+    # register them once this one's are gone (slipway refuses another project's deployments).
+    delete_deployments_of(prefect_server.api_url, f"{registry.address}/{name}")
+
+
+def delete_deployments_of(api_url: str, project: str) -> None:
+    """Delete the deployments slipway registered for `project` (its ownership label), in every environment."""
+    import anyio
+    from prefect.client.orchestration import PrefectClient
+
+    async def delete():
+        async with PrefectClient(api=api_url) as client:
+            found, offset = [], 0
+            while page := await client.read_deployments(limit=200, offset=offset):
+                found += [d.id for d in page if (d.labels or {}).get("slipway.project") == project]
+                offset += len(page)
+            for deployment_id in found:
+                await client.delete_deployment(deployment_id)
+
+    anyio.run(delete)

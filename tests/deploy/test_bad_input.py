@@ -122,6 +122,20 @@ CASES = {
                                         {"deploy-test-hello/nope": {"parameters": {"count": 1}}})),
         "local", ["slipway.yaml: environments.local.deployments.deploy-test-hello/nope: no such deployment"]),
     "unknown-environment": (lambda p: None, "staging", ["slipway.yaml: unknown environment 'staging'"]),
+    "pull-secret-not-a-kubernetes-name": (
+        lambda p: edit_config(p, set_in(["environments", "kind", "image_pull_secret"], "Registry_Creds")),
+        "kind", ["slipway.yaml: environments.kind.image_pull_secret: 'Registry_Creds' is not a valid Kubernetes "
+                 "Secret name"]),
+    "unknown-registry-credentials-block": (
+        lambda p: edit_config(p, set_in(["environments", "local", "registry_credentials_block"], "no-such-block")),
+        "local", ["slipway.yaml: environments.local.registry_credentials_block: no Docker Registry Credentials "
+                  "block 'no-such-block'"]),
+    "prefect-yaml-key-wrong-type": (
+        lambda p: edit_deployments(p, set_in([1, "concurrency_limit"], {"limit": 1, "collision_strategy": "DROP"})),
+        "local", ["deployments.yaml: deployments[1].concurrency_limit.collision_strategy: Input should be"]),
+    "prefect-yaml-trigger-wrong-type": (
+        lambda p: edit_deployments(p, set_in([0, "triggers"], [{"expect": ["x"], "within": "soon"}])),
+        "local", ["deployments.yaml: deployments[0].triggers[0]: within"]),
     "prefect-server-down": (
         lambda p: edit_config(p, set_in(["environments", "local", "prefect", "api_url"],
                                         f"http://127.0.0.1:{free_port()}/api")),

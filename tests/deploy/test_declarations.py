@@ -80,8 +80,9 @@ def test_override_precedence_schedules_and_sources(repo):
 @pytest.mark.parametrize("declarations, env_update, expected", [
     ({"deployments": [{"name": "d", "entrypoint": "flows/a.py:a"}, {"name": "d", "entrypoint": "flows/b.py:a"}]},
      {}, "deployments.yaml: deployments[1].name: 'f/d' is already declared by deployments[0]"),
-    ({"deployments": [{"name": "d", "entrypoint": "flows/a.py:a", "work_pool": {"name": "other"}}]},
-     {}, "deployments.yaml: deployments[0].work_pool.name: 'other' is not the environment's work pool"),
+    ({"deployments": [{"name": "d", "entrypoint": "flows/a.py:a"}]},
+     {"deployments": {"f/d": {"work_pool": {"name": "other"}}}},
+     "slipway.yaml: environments.prod.deployments.f/d.work_pool.name: 'other' is not the environment's work pool"),
     ({"deployments": [{"name": "d", "entrypoint": "flows/a.py:a"}]},
      {"deployments": {"f/d": {"paramters": {}}}}, "slipway.yaml: environments.prod.deployments.f/d.paramters: unknown key"),
     ({"deployments": [{"name": "d", "entrypoint": "flows/a.py:a"}]},
@@ -102,8 +103,6 @@ def test_merge_errors_name_file_and_field(repo, declarations, env_update, expect
 @pytest.mark.parametrize("text, expected", [
     ("deployments:\n  - name: a\n    entrypoint: flows/a.py:a\n    schedules:\n      - cron: '0 6 * * *'\n        interval: 60\n",
      "deployments[0].schedules[0]: exactly one of 'cron', 'interval' or 'rrule' must be given"),
-    ("deployments:\n  - name: a\n    entrypoint: flows/a.py:a\n    version: '1.0'\n",
-     "deployments[0].version: slipway sets the version to the release's Git SHA"),
     ("deployments:\n  - name: a\n    entrypoint: flows/a.py\n", "deployments[0].entrypoint: 'flows/a.py' is not of the form"),
     ("deployments:\n  - name: a\n    entrypoint: flows/a.py:a\n    schedules:\n      - rrule: 'FREQ=SOMETIMES'\n",
      "deployments[0].schedules[0].rrule: Invalid RRule string"),
@@ -266,3 +265,22 @@ def test_a_job_that_would_not_run_the_release_or_would_run_as_root_is_refused(re
     pod["securityContext"] = {}
     with pytest.raises(SlipwayError, match="as root"):
         check_job_runs_the_release(dep, render(as_root), reference, "template")
+
+
+def test_keys_slipway_owns_are_ignored_with_one_warning_each():
+    """A deployment's `version`, `work_pool.name` and `work_pool.job_variables.image`, and the build/push/pull
+    steps, are slipway's steps: the file still loads, each key once in the warnings, none in the result."""
+    decls = parse_declarations(
+        "pull: [{prefect.deployments.steps.git_clone: {repository: r}}]\n"
+        "deployments:\n"
+        "  - {name: a, entrypoint: flows/a.py:a, version: '1.0', work_pool: {name: other, job_variables: {image: x}}}\n"
+        "  - {name: b, entrypoint: flows/a.py:b, version: '2.0'}\n")
+    assert decls.warnings == (
+        "deployments.yaml: pull: ignored: slipway sets the pull step (the working directory inside the release image)",
+        "deployments.yaml: deployments[0].version (and 1 more): ignored: slipway sets the version to the release's "
+        "Git SHA",
+        "deployments.yaml: deployments[0].work_pool.name: ignored: slipway registers every deployment in the "
+        "environment's pool (slipway.yaml environments.<env>.work_pool.name)",
+        "deployments.yaml: deployments[0].work_pool.job_variables.image: ignored: slipway sets the image to the "
+        "release's digest reference")
+    assert decls.deployments[0].work_pool.name is None and decls.deployments[0].work_pool.job_variables == {}

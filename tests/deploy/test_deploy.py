@@ -86,7 +86,7 @@ def test_plan_writes_nothing_and_names_changed_fields(project, cli):
     assert prefect_state(project.server.api_url, names(project)) == deployed
 
 
-def test_changed_schedule_is_updated_in_place_and_pause_survives(project, cli):
+def test_changed_schedule_keeps_its_slug_and_pause_and_drift_is_patched_in_place(project, cli):
     assert cli("deploy", "--env", "local", "--root", str(project.root)).code == 0
     first = prefect_state(project.server.api_url, names(project))
 
@@ -100,11 +100,32 @@ def test_changed_schedule_is_updated_in_place_and_pause_survives(project, cli):
     assert result.code == 0, result.stderr
     second = prefect_state(project.server.api_url, names(project))
     hourly_1, hourly_2 = first[names(project)[0]], second[names(project)[0]]
-    # The same schedule rows (ids), the cron changed in place, the paused one still paused.
-    assert [s["id"] for s in hourly_2["schedules"]] == [s["id"] for s in hourly_1["schedules"]]
+    # A new commit changes the deployment's labels, which Prefect 3.8 takes only in an upsert: the schedules
+    # are sent again by slug (new rows), the cron changed, the paused one still paused.
+    assert [s["slug"] for s in hourly_2["schedules"]] == [s["slug"] for s in hourly_1["schedules"]]
     assert hourly_2["schedules"][0]["schedule"]["cron"] == "15 * * * *"
     assert hourly_2["schedules"][1]["active"] is False
     assert hourly_2["version"] == project.sha() != hourly_1["version"]
+    assert hourly_2["labels"]["slipway.commit"] == project.sha()
+
+    # Drift within one release (a person edits the cron in the UI): the same release's labels match, so the
+    # schedule is patched in place — the same row — and nothing else is written.
+    import anyio
+    from prefect.client.orchestration import PrefectClient
+    from prefect.client.schemas.schedules import CronSchedule
+
+    async def edit_by_hand():
+        async with PrefectClient(api=project.server.api_url) as client:
+            await client.update_deployment_schedule(hourly_2["id"], hourly_2["schedules"][0]["id"],
+                                                    schedule=CronSchedule(cron="45 * * * *"))
+
+    anyio.run(edit_by_hand)
+    repaired = cli("deploy", "--env", "local", "--json", "--root", str(project.root))
+    assert repaired.code == 0, repaired.stderr
+    assert [d["action"] for d in repaired.json()["deployments"]] == ["updated", "unchanged", "unchanged"]
+    third = prefect_state(project.server.api_url, names(project))[names(project)[0]]
+    assert [s["id"] for s in third["schedules"]] == [s["id"] for s in hourly_2["schedules"]]
+    assert third["schedules"][0]["schedule"]["cron"] == "15 * * * *"
 
 
 def test_kubernetes_environment_deploys_and_manifests_are_strictly_valid(project, cli):

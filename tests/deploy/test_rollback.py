@@ -53,7 +53,7 @@ def test_rollback_restores_digest_configuration_and_pauses_extra_deployments(rel
 
     listing = cli("releases", "--env", "local", "--root", str(rel.root), "--json")
     assert listing.code == 0, listing.stderr
-    rows = listing.json()
+    rows = listing.json()["releases"]
     assert [r["revision"] for r in rows] == [b_sha, a_sha]  # newest first
     assert [r["live"] for r in rows] == [True, False]
     assert rows[1]["digest"] == a["reference"].split("@")[1]
@@ -89,7 +89,7 @@ def test_rollback_restores_digest_configuration_and_pauses_extra_deployments(rel
     manifest = rel.registry.manifest(rel.name, a["reference"].split("@")[1])
     assert set(new_gets) <= {manifest["config"]["digest"], manifest["layers"][-1]["digest"]}, new_gets
 
-    after = cli("releases", "--env", "local", "--root", str(rel.root), "--json").json()
+    after = cli("releases", "--env", "local", "--root", str(rel.root), "--json").json()["releases"]
     assert [r["live"] for r in after] == [False, True]
 
 

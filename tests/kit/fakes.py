@@ -2,7 +2,8 @@
 collaborators a Target holds, with the same methods slipway calls.
 
 - `FakeRegistry`: a repository as tag -> digest, manifests and blobs in memory (what RegistryClient reads).
-- `FakePrefect`: work pools and deployments in memory (what deploy/prefect_api.PrefectApi reads and writes),
+- `FakePrefect`: work pools, deployments (with their labels, tags and pause), the automations they own, blocks
+  and artifacts (the release history) in memory — what deploy/prefect_api.PrefectApi reads and writes —
   recording every write.
 
 They prove the planning rules (push plan, release history, tag resolution, downgrade guard, rollback plan,
@@ -124,6 +125,9 @@ class FakePrefect:
         self.fail_on: set[str] = set()  # deployment names whose write fails (a server refusing it)
         self.leases: dict[str, str] = {}  # lock name -> lease id (one slot each)
         self.notes: dict[str, str] = {}
+        self.automations: dict[str, list[dict]] = {}  # owner resource -> automations (JSON)
+        self.blocks: dict[tuple[str, str], str] = {}  # (block type slug, name) -> block document id
+        self.artifacts: list[dict] = []  # every artifact version, oldest first
 
     def connector(self, settings):
         """What Target.connector is: settings -> an async context manager yielding this fake."""
@@ -136,6 +140,8 @@ class FakePrefect:
 
     def add(self, flow_name: str, name: str, image: str = "", pool: str = "pool", paused: bool = False,
             **fields: Any) -> LiveDeployment:
+        """A deployment registered by other means (the UI, `prefect deploy`, another tool): no slipway labels
+        unless given."""
         live = LiveDeployment(id=str(uuid.uuid4()), flow_name=flow_name, name=name, work_pool_name=pool,
                               job_variables={"image": image} if image else {}, paused=paused, **fields)
         self.deployments[live.id] = live
@@ -155,6 +161,16 @@ class FakePrefect:
     async def deployments_in_pool(self, pool: str) -> list[LiveDeployment]:
         return [d for d in self.deployments.values() if d.work_pool_name == pool]
 
+    async def read_owned_automations(self) -> dict[str, list[dict]]:
+        return {owner: [dict(a) for a in autos] for owner, autos in self.automations.items() if autos}
+
+    async def block_document_id(self, block_type_slug: str, name: str) -> str | None:
+        return self.blocks.get((block_type_slug, name))
+
+    async def read_artifact_data(self, key: str, limit: int | None = None) -> list:
+        found = [a["data"] for a in reversed(self.artifacts) if a["key"] == key]
+        return found[:limit] if limit is not None else found
+
     # -- writes --------------------------------------------------------------------------------------------
 
     def _check(self, name: str) -> None:
@@ -165,17 +181,47 @@ class FakePrefect:
         self.writes.append((f"pool {plan.action}", plan.name))
         self.pools[plan.name] = LivePool(plan.name, plan.type, plan.template or {})
 
-    async def create_deployment(self, want: DesiredDeployment, flow_ids: dict[str, Any]) -> str:
+    async def create_deployment(self, row: PlanRow, flow_ids: dict[str, Any]) -> str:
+        want = row.desired
         self._check(want.full_name)
-        live = _live_from(want, str(uuid.uuid4()))
+        live = _live_from(want, str(uuid.uuid4()), paused=row.paused, tags=row.tags)
         self.deployments[live.id] = live
         self.writes.append(("create", want.full_name))
         return live.id
 
-    async def update_deployment(self, row: PlanRow) -> None:
+    async def upsert_deployment(self, row: PlanRow, flow_ids: dict[str, Any]) -> None:
+        """As the server's POST upsert: every field replaced, schedules recreated (new ids), labels written."""
         self._check(row.name)
-        self.deployments[row.id] = _live_from(row.desired, row.id, paused=self.deployments[row.id].paused)
+        before = self.deployments[row.id]
+        paused = row.paused if "paused" in row.fields else before.paused
+        actives = {s.slug: c.active for s, c in zip(row.desired.schedules, row.schedule_creates())}
+        live = _live_from(row.desired, row.id, paused=paused, tags=row.tags, actives=actives)
+        self.deployments[row.id] = live
+        self.writes.append(("upsert", row.name))
+
+    async def update_deployment(self, row: PlanRow) -> None:
+        """As the server's PATCH: labels are not sent (the server refuses them), the rest as the plan says."""
+        self._check(row.name)
+        before = self.deployments[row.id]
+        paused = row.fields.get("paused", before.paused)
+        live = _live_from(row.desired, row.id, paused=paused, tags=row.fields.get("tags", before.tags))
+        self.deployments[row.id] = replace(live, labels=dict(before.labels))
         self.writes.append(("update", row.name))
+
+    async def delete_deployment(self, live: LiveDeployment) -> None:
+        self.deployments.pop(live.id, None)
+        self.writes.append(("delete", live.full_name))
+
+    async def replace_automations(self, deployment_id: str, name: str, specs: list[dict]) -> None:
+        from slipway.deploy.triggers import automations_for, owner_resource
+
+        self.automations[owner_resource(deployment_id)] = [
+            a.model_dump(mode="json") for a in automations_for(specs, name.split("/", 1)[1], deployment_id)]
+        self.writes.append(("triggers", name))
+
+    async def create_artifact(self, key: str, kind: str, description: str, data: str) -> None:
+        self.artifacts.append({"key": key, "type": kind, "description": description, "data": data})
+        self.writes.append(("artifact", key))
 
     async def ensure_lock(self, name: str) -> None:
         pass
@@ -212,12 +258,22 @@ class FakePrefect:
     async def drop_note(self, name: str) -> None:
         self.notes.pop(name, None)
 
-    async def pause_deployment(self, deployment_id: str, name: str) -> None:
-        self.deployments[deployment_id] = replace(self.deployments[deployment_id], paused=True)
-        self.writes.append(("pause", name))
+    async def pause_deployment(self, live: LiveDeployment) -> None:
+        from slipway.deploy.ownership import PAUSE_TAG
+
+        before = self.deployments[live.id]
+        self.deployments[live.id] = replace(before, paused=True,
+                                            tags=[t for t in before.tags if t != PAUSE_TAG] + [PAUSE_TAG])
+        self.writes.append(("pause", live.full_name))
+
+    def pause_by_hand(self, full_name: str) -> None:
+        """What a person does with the UI's pause toggle: paused, and no tag."""
+        live = self.by_name(full_name)
+        self.deployments[live.id] = replace(live, paused=True)
 
 
-def _live_from(want: DesiredDeployment, deployment_id: str, paused: bool = False) -> LiveDeployment:
+def _live_from(want: DesiredDeployment, deployment_id: str, paused: bool = False, tags: list[str] | None = None,
+               actives: dict[str, bool] | None = None) -> LiveDeployment:
     schedules = []
     for s in want.schedules:
         decl = s.decl
@@ -225,10 +281,13 @@ def _live_from(want: DesiredDeployment, deployment_id: str, paused: bool = False
             if decl.cron else ScheduleSpec("interval", interval=decl.interval.total_seconds(),
                                            anchor_date=decl.anchor_date, timezone=decl.timezone) \
             if decl.interval else ScheduleSpec("rrule", rrule=decl.rrule, timezone=decl.timezone)
-        schedules.append(LiveSchedule(str(uuid.uuid4()), s.slug, decl.active is not False, dict(decl.parameters), spec))
+        active = (actives or {}).get(s.slug, decl.active is not False)
+        schedules.append(LiveSchedule(str(uuid.uuid4()), s.slug, active, dict(decl.parameters), spec))
     return LiveDeployment(
         id=deployment_id, flow_name=want.flow_name, name=want.name, version=want.version,
-        description=want.description, tags=list(want.tags), parameters=dict(want.parameters),
+        description=want.description, tags=list(want.tags if tags is None else tags),
+        parameters=dict(want.parameters), labels=dict(want.labels),
+        concurrency_options=want.concurrency_options,
         parameter_openapi_schema=want.parameter_openapi_schema, job_variables=dict(want.job_variables),
         work_pool_name=want.work_pool_name, work_queue_name=want.work_queue_name or DEFAULT_WORK_QUEUE,
         entrypoint=want.entrypoint, pull_steps=want.pull_steps, concurrency_limit=want.concurrency_limit,

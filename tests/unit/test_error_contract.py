@@ -202,7 +202,8 @@ DECLARATION_CASES = {
     "concurrency-limit-zero": (one_with("concurrency_limit: 0"), ["deployments.yaml: deployments[0].concurrency_limit:"]),
     "concurrency-limit-text": (one_with("concurrency_limit: one"),
                                ["deployments.yaml: deployments[0].concurrency_limit:"]),
-    "version-set": (one_with("version: '1.0'"), ["deployments.yaml: deployments[0].version:", "fix:remove it"]),
+    # A deployment's `version` and `work_pool.name` are slipway's: ignored with a warning, not errors
+    # (tests/deploy/test_declarations.py::test_keys_slipway_owns_are_ignored_with_one_warning_each).
     "tags-not-a-list": (one_with("tags: daily"), ["deployments.yaml: deployments[0].tags:"]),
     "tag-not-a-string": (one_with("tags: [1]"), ["deployments.yaml: deployments[0].tags[0]:", "fix:write a string"]),
     "parameters-not-a-mapping": (one_with("parameters: [1]"), ["deployments.yaml: deployments[0].parameters:"]),
@@ -231,8 +232,6 @@ OVERRIDE = f"slipway.yaml: {LOCAL}.deployments"
 MERGE_CASES = {
     "duplicate-deployment": (ONE + "  - name: daily\n    entrypoint: flows/other.py:hello\n", {},
                              ["deployments.yaml: deployments[1].name: 'hello/daily' is already declared"]),
-    "declared-pool-not-the-environments": (one_with("work_pool:\n  name: other"), {},
-                                           ["deployments.yaml: deployments[0].work_pool.name: 'other' is not"]),
     "override-pool-not-the-environments": (ONE, {"hello/daily": {"work_pool": {"name": "other"}}},
                                            [f"{OVERRIDE}.hello/daily.work_pool.name: 'other' is not"]),
     "override-for-unknown-deployment": (ONE, {"hello/nope": {}}, [f"{OVERRIDE}.hello/nope: no such deployment"]),

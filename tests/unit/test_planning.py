@@ -212,7 +212,7 @@ def test_rollback_pins_the_old_digest_and_pauses_what_it_lacks(world):
     done = anyio.run(pipeline.rollback, world.workspace(), world.target(), sha_a[:8])
     assert done.plan.reference == f"registry.test/team/app@{digest_a}"
     assert [(r.name, r.action, r.changes) for r in done.plan.rows] == [
-        ("hello/daily", "updated", ["version", "description", "parameters", "job_variables", "tags"])]
+        ("hello/daily", "updated", ["version", "description", "parameters", "job_variables", "tags", "labels"])]
     assert [d.full_name for d in done.plan.to_pause] == ["numbers/adhoc"]
     assert world.prefect.by_name("numbers/adhoc").paused
     assert world.prefect.by_name("hello/daily").parameters == {"n": 1}
