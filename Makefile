@@ -12,7 +12,8 @@ export SLIPWAY_MESSAGE := $(MESSAGE)
 UV := $(PY) -m uv
 LOCK_FLAGS := --python-version 3.11 --exclude-newer 2026-10-07 --generate-hashes --quiet
 
-.PHONY: help venv engine lock base-os base image push plan deploy release manifests releases rollback up down demo \
+.PHONY: help venv engine lock base-os base image push plan deploy release manifests releases rollback promote up \
+        down demo \
         test test-fast lint bench clean
 
 help: ## this list
@@ -88,6 +89,11 @@ releases: venv engine ## list the releases in ENV's registry, and which one is l
 
 rollback: venv engine ## redeploy release TAG (sha, short sha or tag) to ENV, no rebuild; no TAG: the one before
 	@$(BUILD) rollback --env '$(ENV)' $(if $(TAG),--to '$(TAG)',)
+
+# No engine: the release goes from registry to registry by digest. ANY=1 promotes a TAG never live in FROM.
+promote: venv ## copy release TAG (default: the one live in FROM) from FROM's registry to TO's, same digest
+	@test -n '$(FROM)' -a -n '$(TO)' || { echo "error: FROM and TO are required; make promote FROM=staging TO=prod [TAG=<sha|tag>]" >&2; exit 2; }
+	@$(BUILD) promote --from '$(FROM)' --to '$(TO)' $(if $(TAG),--ref '$(TAG)',) $(if $(filter 1 true yes,$(ANY)),--any,)
 
 # DB=postgres: the Prefect server on PostgreSQL (a slipway-postgres container); DB=sqlite switches back.
 # Without DB, `up` keeps the database the existing server uses (SQLite for a new one).

@@ -6,6 +6,7 @@ The release flow, one verb per step:
   deploy    validate every deployment, push if needed, register them pinned to the digest
   release   image + deploy in one process (what `make image deploy ENV=...` runs)
   rollback  re-register an older release from the registry: no checkout, no build, no push
+  promote   copy a release from one environment's registry to another's, by digest: no engine, no build
 
 Configuration lives in slipway.yaml (the image and the environments: registry, Prefect, work pool) and
 deployments.yaml (the deployments, in prefect.yaml's schema); see README.md.
@@ -16,6 +17,7 @@ written; 2 a usage error (or `plan --exit-code` with changes); 130 interrupted.
 Examples:
   python build.py release --env staging            # build HEAD, push, deploy
   python build.py rollback --env prod --to v1.4.2  # back to a release the registry holds
+  python build.py promote --from staging --to prod # the image staging runs, copied into prod's registry
 """
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ VERBS = {
     "manifests": ("manifests", "print each deployment's rendered Kubernetes Job manifest"),
     "releases": ("releases", "list the releases in an environment's registry and which one is live"),
     "rollback": ("rollback", "redeploy an older release from the registry, without a rebuild"),
+    "promote": ("promote", "copy a release from one environment's registry to another's by digest (no build)"),
     "up": ("stack", "start the local registry and Prefect server (the embedded default)"),
     "down": ("stack", "stop the local registry and Prefect server"),
 }

@@ -13,6 +13,7 @@ what was written and how to finish (deploy/apply.py).
 - `release`: `build` then `deploy` in one process (`make image deploy`).
 - `rollback`: an older release, read from the registry (no pull, no build), validated and applied.
 - `manifests`: each deployment's Kubernetes Job, rendered and validated.
+- `promote`: a release copied from one environment's registry to another's by digest (no engine), then tagged.
 """
 from __future__ import annotations
 
@@ -53,8 +54,17 @@ from slipway.output import Reporter
 from slipway.project.config import CONFIG_FILE, Project
 from slipway.project.declarations import Declarations, load_declarations, refuse_project_secrets
 from slipway.project.git import GitFacts, is_ancestor, read_git_facts
+from slipway.registry.copy import CopyResult, copy_image
+from slipway.registry.promotion import write_record
 from slipway.registry.push import PushedImage, push_image
-from slipway.registry.releases import Release, find_release, read_labels, read_release_layer, release_at
+from slipway.registry.releases import (
+    Release,
+    ReleaseNotFound,
+    find_release,
+    read_labels,
+    read_release_layer,
+    release_at,
+)
 from slipway.target import Target
 
 PLACEHOLDER_DIGEST = "sha256:" + "0" * 64  # validation before the first push: the real digest is not known yet
@@ -380,6 +390,146 @@ async def release_before_current(api: PrefectApi, target: Target, reporter: Repo
     reporter.step(f"rolling back '{target.name}' from {last.release.short} ({last.verb} by {last.actor} at "
                   f"{last.time}) to {before.short}, the release live before it")
     return found
+
+
+# --- promote -----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Promoted:
+    source: str  # environment names
+    destination: str
+    release: Release
+    reference: str  # <destination repository>@<digest>
+    tags: list[str]
+    copied: CopyResult
+
+
+async def promote(ws: Workspace, source: Target, dest: Target, ref: str | None = None,
+                  any_release: bool = False) -> Promoted:
+    """Copy a release from `source`'s registry to `dest`'s by digest, then give it the same tags there: the
+    image `dest` runs is the very image `source` ran. Default: the release live in `source` (its Prefect);
+    `ref` names another (tag, SHA, SHA prefix or digest), which must be live in `source` unless `any_release`.
+
+    Everything is checked before the first write (the release, the destination's credentials, its tags);
+    blobs and the manifest by digest go first, tags last (registry/copy.py), so an interrupted copy moves no
+    tag and a rerun completes it. No Docker engine, no build, no checkout of the release's commit."""
+    if source.name == dest.name:
+        raise SlipwayError(f"promote copies a release between two environments; got '{source.name}' twice",
+                           "pass --to another environment of slipway.yaml")
+    live: set[str] | None = None
+    if ref is None or not any_release:
+        ws.reporter.step(f"reading the release live in '{source.name}' from {source.prefect.api_url}")
+        live = await live_digests(source)
+    ws.reporter.step(f"looking up {f'{ref!r}' if ref else 'the live release'} in {source.repository}")
+    release = _release_to_promote(source, dest, ref, live)
+    if release.dirty:
+        raise SlipwayError(f"{source.repository}@{release.digest[:19]} ({release.version}) was built from "
+                           "uncommitted changes", "promote a release built from a commit")
+    if live is not None and release.digest not in live and not any_release:
+        running = ", ".join(d[:19] for d in sorted(live)) or "nothing"
+        raise SlipwayError(f"release {release.version} ({release.digest[:19]}) is not live in '{source.name}' "
+                           f"(it runs {running})", f"promote what '{source.name}' runs (no TAG), deploy it there "
+                           "first, or pass --any (ANY=1) to promote a release that was never live there")
+    tags = release.commit(ws.project.root).image_tags()
+    held = _check_destination(dest, release.digest, tags)
+    # The first write. The same repository on both sides (two environments sharing one) has it all already.
+    same_repository = source.repository == dest.repository
+    if dest.registry.ensure_repository().get("created"):
+        ws.reporter.step(f"created repository {dest.registry.repository}")
+    ws.reporter.step(f"copying {release.version} ({release.digest[:19]}) from {source.repository} to "
+                     f"{dest.repository}")
+    try:
+        copied = copy_image(source.registry, dest.registry, release.digest, ws.reporter)
+        manifest = dest.registry.manifest_raw(release.digest)
+    except SlipwayError as exc:
+        raise SlipwayError(f"copying {release.digest[:19]} to {dest.repository} stopped ({exc.message}); no tag "
+                           "was written", "run the same command again once both registries answer: what is "
+                           "already copied is not sent again") from exc
+    if manifest is None or manifest.digest != release.digest:
+        raise SlipwayError(f"after the copy, {dest.repository} does not serve {release.digest}; no tag was written",
+                           "check the destination registry, then run the same command again")
+    _tag(dest, manifest, tags, held, ws.reporter)
+    if not same_repository and write_record(dest.registry, manifest, source.name, source.repository):
+        ws.reporter.step(f"recorded in {dest.repository} that {release.digest[:19]} came from '{source.name}'")
+    return Promoted(source.name, dest.name, release, dest.reference(release.digest), tags, copied)
+
+
+def _release_to_promote(source: Target, dest: Target, ref: str | None, live: set[str] | None) -> Release:
+    """The release in `source`'s registry that `ref` names (default: the one live in `source`)."""
+    where = f"{source.repository} ('{source.name}')"
+    if ref is None:
+        if not live:
+            raise SlipwayError(f"no release is live in '{source.name}' (no active deployment pins an image of "
+                               f"{source.repository})", "name the release: TAG=<sha|tag> (--ref), with ANY=1 (--any)")
+        if len(live) > 1:
+            raise SlipwayError(f"'{source.name}' runs {len(live)} releases ({', '.join(d[:19] for d in sorted(live))})",
+                               "name the one to promote: TAG=<sha|tag|digest> (--ref)")
+        ref = next(iter(live))
+    if ref.startswith("sha256:"):
+        if source.registry.manifest_digest(ref) != ref:
+            raise _not_in_source(source, dest, ref, where)
+        release = release_at(source.registry, ref)
+    else:
+        try:
+            release = find_release(source.registry, ref)
+        except ReleaseNotFound as exc:
+            raise _not_in_source(source, dest, ref, where) from exc
+    if not release.revision:
+        raise SlipwayError(f"{source.repository}@{release.digest[:19]} is not a release built by slipway (no "
+                           "revision label)", "promote a release listed by `make releases`")
+    return release
+
+
+def _not_in_source(source: Target, dest: Target, ref: str, where: str) -> SlipwayError:
+    try:
+        in_dest = (dest.registry.manifest_digest(ref) == ref if ref.startswith("sha256:")
+                   else find_release(dest.registry, ref) is not None)
+    except ReleaseNotFound:
+        in_dest = False
+    if in_dest:
+        return SlipwayError(f"no release '{ref}' in {where}; {dest.repository} ('{dest.name}') already holds it",
+                            f"nothing to promote: deploy it there (make rollback ENV={dest.name} TAG={ref})")
+    return SlipwayError(f"no release '{ref}' in {where} nor in {dest.repository} ('{dest.name}')",
+                        f"`make releases ENV={source.name}` lists what '{source.name}' holds")
+
+
+def _check_destination(dest: Target, digest: str, tags: list[str]) -> dict[str, str | None]:
+    """The destination accepts the release: its credentials may push, and no immutable tag of this commit
+    points at another image there. Returns what each tag points at today."""
+    dest.registry.check_access()
+    held = {tag: dest.registry.manifest_digest(tag) for tag in tags}
+    elsewhere = [tag for tag, found in held.items() if found not in (None, digest)]
+    if elsewhere and dest.registry.tags_immutable():
+        tag = elsewhere[0]
+        raise SlipwayError(f"{dest.repository}:{tag} already exists with another image ({held[tag][:19]}) and the "
+                           "repository's tags are immutable",
+                           f"this commit reached '{dest.name}' from another build: deploy that one "
+                           f"(make deploy ENV={dest.name}), or promote a later commit")
+    return held
+
+
+def _tag(dest: Target, manifest, tags: list[str], held: dict[str, str | None], reporter: Reporter) -> None:
+    """Put the manifest's exact bytes under each tag (the digest stays the same), then read them back."""
+    written: list[str] = []
+    try:
+        for tag in tags:
+            if held[tag] == manifest.digest:
+                continue
+            if held[tag] is not None:
+                reporter.warn(f"{dest.repository}:{tag} pointed at {held[tag]}; it now points at {manifest.digest}")
+            dest.registry.put_manifest(tag, manifest)
+            written.append(tag)
+        wrong = [tag for tag in tags if dest.registry.manifest_digest(tag) != manifest.digest]
+    except SlipwayError as exc:
+        left = [t for t in tags if t not in written and held[t] != manifest.digest]
+        raise SlipwayError(f"tagging {dest.repository}@{manifest.digest[:19]} failed ({exc.message}); tagged: "
+                           f"{', '.join(written) or 'none'}; not tagged: {', '.join(left)}",
+                           "run the same command again: the copy is complete, only the tags are written") from exc
+    if wrong:
+        raise SlipwayError(f"after tagging, {dest.repository}:{wrong[0]} does not point at {manifest.digest}",
+                           "another push or promote is racing this one: run the same command again")
+    reporter.step(f"{dest.repository}@{manifest.digest} holds {', '.join(tags)}"
+                  + (" (tags already in place)" if not written else ""))
 
 
 # --- manifests ---------------------------------------------------------------------------------------------

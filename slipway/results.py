@@ -10,6 +10,7 @@ from typing import Any
 from slipway.build.image import BuiltImage
 from slipway.deploy.history import HistoryEntry
 from slipway.deploy.plan import Plan, PlanRow
+from slipway.registry.copy import CopyResult
 from slipway.registry.push import PushedImage
 from slipway.registry.releases import Release
 
@@ -92,21 +93,29 @@ def plan_human(plan: Plan, verb: str, reference_text: str | None = None) -> str:
 
 def releases_json(releases: list[Release], live: set[str], history: list[HistoryEntry]) -> dict[str, Any]:
     """`{"releases": [...], "history": [...]}`: the registry's releases, newest commit first, and the
-    environment's release history, newest first."""
+    environment's release history, newest first. `promoted_from`: where promote copied a release from."""
     return {"releases": [{"revision": r.revision, "tags": r.sorted_tags(), "digest": r.digest, "created": r.created,
-                          "live": r.digest in live} for r in releases],
+                          "live": r.digest in live,
+                          "promoted_from": r.promoted_from.as_json() if r.promoted_from else None}
+                         for r in releases],
             "history": [entry.to_json() for entry in history]}
 
 
 HISTORY_SHOWN = 20
 
 
+def _origin(release: Release) -> str:
+    """Where a release came from: `pushed` (built and pushed here) or the environment it was promoted from."""
+    return f"from {release.promoted_from.environment}" if release.promoted_from else "pushed"
+
+
 def releases_human(releases: list[Release], live: set[str], repository: str, api_url: str,
                    history: list[HistoryEntry]) -> str:
-    lines = [f"{'':2}{'revision':<13} {'created':<26} {'digest':<20} tags"]
+    width = max([len(_origin(r)) for r in releases] + [len("origin")])
+    lines = [f"{'':2}{'revision':<13} {'created':<26} {'digest':<20} {'origin':<{width}} tags"]
     for r in releases:
         lines.append(f"{'*' if r.digest in live else ' ':2}{(r.revision or '?')[:12]:<13} {r.created or '?':<26} "
-                     f"{r.digest[:19]:<20} {', '.join(r.sorted_tags())}")
+                     f"{r.digest[:19]:<20} {_origin(r):<{width}} {', '.join(r.sorted_tags())}")
     if not releases:
         lines.append(f"  (no releases in {repository})")
     lines.append("* live: pinned by the active deployments in " + api_url)
@@ -119,3 +128,24 @@ def releases_human(releases: list[Release], live: set[str], repository: str, api
     if not history:
         lines.append("  (nothing recorded yet: deploy and rollback record each release)")
     return "\n".join(lines)
+
+
+def promote_json(done) -> dict[str, Any]:
+    """`done`: pipeline.Promoted."""
+    copied: CopyResult = done.copied
+    return {"from": done.source, "to": done.destination, "digest": done.release.digest,
+            "reference": done.reference, "tags": done.tags, "copied_blobs": copied.copied_blobs,
+            "copied_bytes": copied.copied_bytes}
+
+
+def promote_human(done) -> str:
+    copied: CopyResult = done.copied
+    moved = f"{copied.copied_blobs} blob(s) copied ({copied.copied_bytes / 1e6:.1f} MB)"
+    if copied.mounted_blobs:
+        moved += f", {copied.mounted_blobs} mounted"
+    if copied.present_blobs:
+        moved += f", {copied.present_blobs} already there"
+    if not copied.manifests_written:
+        moved = "the image was already there: nothing copied"
+    return (f"{done.reference}\ntags: {', '.join(done.tags)}\n"
+            f"{done.source} -> {done.destination}: {moved}")

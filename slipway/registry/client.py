@@ -8,10 +8,13 @@ never written to disk, put on a command line, or included in a message.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urlencode, urljoin
 
 import requests
 
@@ -26,13 +29,36 @@ MANIFEST_TYPES = (
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.oci.image.index.v1+json",
 )
+INDEX_TYPES = (
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.index.v1+json",
+)
 TIMEOUT = 15  # seconds per request: a registry that takes longer is treated as unreachable
+# Blobs go up in pieces of this size (the last may be shorter): a layer streamed from another registry is
+# never held whole in memory. ECR wants every part but the last to be at least 5 MiB; a registry asking for
+# more (OCI-Chunk-Min-Length) gets more.
+CHUNK_BYTES = 8 * 1024 * 1024
+WRITE = "pull,push"  # the scope of every call of a write: one token for the copy, whichever call comes first
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 _UNSET = object()
 
 
+@dataclass(frozen=True)
+class RawManifest:
+    """A manifest as the registry stores it: the exact bytes (their sha256 is the digest), and their type."""
+
+    body: bytes
+    media_type: str
+    digest: str
+
+    @property
+    def is_index(self) -> bool:
+        return self.media_type in INDEX_TYPES
+
+
 class RegistryClient:
-    """Read access to one repository plus the checks a push needs. Subclasses supply credentials."""
+    """Read access to one repository, the checks a push needs, and the writes a copy between registries
+    makes (blob upload and mount, manifest by digest and by tag). Subclasses supply credentials."""
 
     kind = "generic"
 
@@ -134,23 +160,114 @@ class RegistryClient:
                                "the release is incomplete in the registry: push it again")
         return resp.content
 
+    # -- writing: what a copy between registries needs (registry/copy.py) ----------------------------
+
+    def manifest_raw(self, reference: str) -> RawManifest | None:
+        """The manifest for a tag or digest as stored (bytes and media type); None when absent."""
+        resp = self._request("GET", f"/v2/{self.repository}/manifests/{reference}",
+                             headers={"Accept": ", ".join(MANIFEST_TYPES)}, missing_ok=True)
+        if resp.status_code == 404:
+            return None
+        body = resp.content
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        if reference.startswith("sha256:") and digest != reference:
+            raise SlipwayError(f"registry {self.host} served {self.repository}@{reference} as bytes whose digest "
+                               f"is {digest}", "check the registry (or a proxy in front of it) for corruption")
+        media_type = (resp.headers.get("Content-Type") or "").split(";")[0].strip()
+        if media_type not in MANIFEST_TYPES:
+            media_type = _declared_media_type(body) or media_type
+        return RawManifest(body, media_type, digest)
+
+    def put_manifest(self, reference: str, manifest: RawManifest) -> str:
+        """Store `manifest`'s exact bytes under `reference` (its digest, or a tag); the registry's digest."""
+        resp = self._request("PUT", f"/v2/{self.repository}/manifests/{reference}", actions=WRITE,
+                             headers={"Content-Type": manifest.media_type}, data=manifest.body)
+        return resp.headers.get("Docker-Content-Digest") or manifest.digest
+
+    def blob_size(self, digest: str) -> int | None:
+        """The size of blob `digest` in this repository, None when it is not there (HEAD on the blob)."""
+        resp = self._request("HEAD", f"/v2/{self.repository}/blobs/{digest}", actions=WRITE, missing_ok=True)
+        if resp.status_code == 404:
+            return None
+        return int(resp.headers.get("Content-Length") or 0)
+
+    def open_blob(self, digest: str) -> requests.Response:
+        """Blob `digest` as a streamed response (redirects to blob storage followed); the caller closes it."""
+        resp = self._request("GET", f"/v2/{self.repository}/blobs/{digest}", missing_ok=True, stream=True)
+        if resp.status_code == 404:
+            resp.close()
+            raise SlipwayError(f"{self.host}/{self.repository} has no blob {digest}",
+                               "the image is incomplete in that registry: push it there again")
+        return resp
+
+    def mount_blob(self, digest: str, from_repository: str) -> Upload | None:
+        """Cross-repository mount of `digest` from `from_repository` on this same registry: None when mounted
+        (nothing sent); otherwise the upload the registry opened instead (it may refuse a mount, e.g. when
+        these credentials cannot read the other repository), for the caller to fill."""
+        query = urlencode({"mount": digest, "from": from_repository})
+        resp = self._request("POST", f"/v2/{self.repository}/blobs/uploads/?{query}", actions=WRITE,
+                             scopes=[f"repository:{from_repository}:pull"])
+        if resp.status_code == 201:
+            return None
+        return self._upload_from(resp)
+
+    def start_upload(self) -> Upload:
+        resp = self._request("POST", f"/v2/{self.repository}/blobs/uploads/", actions=WRITE)
+        return self._upload_from(resp)
+
+    def upload_blob(self, upload: Upload, digest: str, size: int, chunks: Iterable[bytes]) -> None:
+        """Fill `upload` with `chunks` (each `upload.chunk_bytes` long but the last) and close it as
+        `digest`. One PUT when the blob fits one chunk (monolithic), else one PATCH per chunk and a closing
+        PUT (chunked). The registry checks the digest when the upload is closed."""
+        location = upload.location
+        if size <= upload.chunk_bytes:
+            data = b"".join(chunks)
+            self._request("PUT", _with_query(location, digest=digest), actions=WRITE, data=data,
+                          headers={"Content-Type": "application/octet-stream", "Content-Length": str(len(data))})
+            return
+        offset = 0
+        for chunk in chunks:
+            resp = self._request("PATCH", location, actions=WRITE, data=chunk, headers={
+                "Content-Type": "application/octet-stream", "Content-Length": str(len(chunk)),
+                "Content-Range": f"{offset}-{offset + len(chunk) - 1}"})
+            offset += len(chunk)
+            location = self._absolute(resp.headers.get("Location") or location)
+        self._request("PUT", _with_query(location, digest=digest), actions=WRITE, data=b"",
+                      headers={"Content-Length": "0"})
+
+    def _upload_from(self, resp: requests.Response) -> Upload:
+        location = resp.headers.get("Location")
+        if resp.status_code != 202 or not location:
+            raise SlipwayError(f"registry {self.host} did not open an upload in {self.repository} "
+                               f"(HTTP {resp.status_code}, no Location)", "use an OCI distribution-compliant registry")
+        minimum = resp.headers.get("OCI-Chunk-Min-Length") or ""
+        chunk = max(CHUNK_BYTES, int(minimum)) if minimum.isdigit() else CHUNK_BYTES
+        return Upload(self._absolute(location), chunk)
+
+    def _absolute(self, location: str) -> str:
+        return location if location.startswith("http") else urljoin(f"{self.scheme}://{self.host}/", location)
+
     # -- HTTP with the registry's auth challenge ----------------------------------------------------
 
     def _request(self, method: str, path: str, actions: str = "pull", headers: dict | None = None,
-                 missing_ok: bool = False) -> requests.Response:
+                 missing_ok: bool = False, scopes: list[str] | None = None, **kwargs: Any) -> requests.Response:
+        """One call with the registry's authentication. `scopes`: more token scopes than this repository's
+        `actions` (a mount reads another repository); `kwargs` reach requests (data, stream)."""
         url = path if path.startswith("http") else f"{self.scheme}://{self.host}{path}"
-        scope = f"repository:{self.repository}:{actions}"
+        scope = " ".join([f"repository:{self.repository}:{actions}", *(scopes or [])])
         headers = dict(headers or {})
-        sent = self._authorization(scope, fetch=False)
-        resp = self._send(method, url, {**headers, **sent})
+        # Once the challenge is known the credentials go with the first attempt: a body is sent once.
+        sent = self._authorization(scope, fetch=True)
+        resp = self._send(method, url, {**headers, **sent}, **kwargs)
         if resp.status_code == 401:
+            resp.close()
             self._challenge = _parse_challenge(resp.headers.get("WWW-Authenticate", ""))
             # A 401 on a cached Bearer token means it expired (ACR tokens last minutes, ECR's hours):
             # forget it and fetch a new one, once; a second 401 is the credentials' fault.
             with self._lock:
                 if sent and self._tokens.get(scope) and sent.get("Authorization") == f"Bearer {self._tokens[scope]}":
                     del self._tokens[scope]
-            resp = self._send(method, url, {**headers, **self._authorization(scope, fetch=True)})
+            resp = self._send(method, url, {**headers, **self._authorization(scope, fetch=True)}, **kwargs)
             if resp.status_code == 401:
                 raise self._rejected()
         if resp.status_code == 403:
@@ -186,9 +303,9 @@ class RegistryClient:
         if not realm:
             raise SlipwayError(f"registry {self.host} sent a Bearer challenge without a realm",
                                "use an OCI distribution-compliant registry")
-        query = {"scope": scope}
+        query = [("scope", one) for one in scope.split(" ")]  # the token spec: one `scope` per repository
         if params.get("service"):
-            query["service"] = params["service"]
+            query.append(("service", params["service"]))
         creds = self.credentials()
         resp = self._send("GET", realm, {"Authorization": _basic(creds)} if creds else {}, params=query)
         if resp.status_code in (401, 403):
@@ -240,6 +357,29 @@ class RegistryClient:
     def _field(self, key: str) -> str:
         where = f"environments.{self.env_name}.registry" if self.env_name else "the environment's registry"
         return f"slipway.yaml {where}.{key}"
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A blob upload the registry opened: where to send the bytes, and in pieces of what size."""
+
+    location: str
+    chunk_bytes: int
+
+
+def _with_query(url: str, **params: str) -> str:
+    return url + ("&" if "?" in url else "?") + urlencode(params)
+
+
+def _declared_media_type(body: bytes) -> str | None:
+    """The `mediaType` a manifest declares inside, for registries that answer with a generic Content-Type."""
+    import json
+
+    try:
+        declared = json.loads(body).get("mediaType")
+    except (ValueError, AttributeError):
+        return None
+    return declared if declared in MANIFEST_TYPES else None
 
 
 def _basic(creds: tuple[str, str]) -> str:

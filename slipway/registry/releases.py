@@ -17,6 +17,7 @@ from slipway.build.release_layer import MAX_LAYER_BYTES, ReleaseLayer, parse_lay
 from slipway.errors import SlipwayError
 from slipway.project.git import DIRTY_SUFFIX, GitFacts, docker_tag_for
 from slipway.registry.client import RegistryClient
+from slipway.registry.promotion import Promotion, is_record_tag, read_records
 
 _SHA = re.compile(r"[0-9a-f]{40}")
 _HEX = re.compile(r"[0-9a-f]{4,40}")
@@ -30,6 +31,7 @@ class Release:
     digest: str
     tags: list[str] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
+    promoted_from: Promotion | None = None  # set by list_releases for a release copied here by promote
 
     @property
     def revision(self) -> str | None:
@@ -81,8 +83,11 @@ def release_at(registry: RegistryClient, digest: str, tags: list[str] | None = N
 
 
 def list_releases(registry: RegistryClient) -> list[Release]:
-    """Every release in the repository, newest commit first. Tags that point at one image are grouped."""
-    tags = registry.list_tags()
+    """Every release in the repository, newest commit first. Tags that point at one image are grouped; a
+    release promote copied here says where from (registry/promotion.py: its records are not releases)."""
+    every_tag = registry.list_tags()
+    records = read_records(registry, every_tag)
+    tags = [tag for tag in every_tag if not is_record_tag(tag)]
     with ThreadPoolExecutor(REGISTRY_READERS) as pool:
         digests = list(pool.map(registry.manifest_digest, tags))
     by_digest: dict[str, list[str]] = {}
@@ -91,7 +96,13 @@ def list_releases(registry: RegistryClient) -> list[Release]:
             by_digest.setdefault(digest, []).append(tag)
     with ThreadPoolExecutor(REGISTRY_READERS) as pool:
         releases = list(pool.map(lambda item: release_at(registry, *item), by_digest.items()))
+    for release in releases:
+        release.promoted_from = records.get(release.digest)
     return sorted(releases, key=lambda r: (r.created or "", r.revision or ""), reverse=True)
+
+
+class ReleaseNotFound(SlipwayError):
+    """No release matches a reference (as opposed to several matching it)."""
 
 
 def resolve_tag(tags: list[str], ref: str, where: str) -> str:
@@ -109,17 +120,17 @@ def resolve_tag(tags: list[str], ref: str, where: str) -> str:
             shown = ", ".join(m[:12] for m in matches[:5])
             raise SlipwayError(f"'{ref}' matches {len(matches)} releases in {where} ({shown})",
                                "give more characters of the SHA, or a tag")
-    raise SlipwayError(f"no release '{ref}' in {where}",
-                       "`make releases ENV=<env>` lists the releases (tags, SHAs) it holds")
+    raise ReleaseNotFound(f"no release '{ref}' in {where}",
+                          "`make releases ENV=<env>` lists the releases (tags, SHAs) it holds")
 
 
 def find_release(registry: RegistryClient, ref: str) -> Release:
     """The release a reference (tag, SHA or SHA prefix) names in the registry."""
     where = f"{registry.host}/{registry.repository}"
-    tag = resolve_tag(registry.list_tags(), ref, where)
+    tag = resolve_tag([t for t in registry.list_tags() if not is_record_tag(t)], ref, where)
     digest = registry.manifest_digest(tag)
     if digest is None:  # deleted between the listing and now
-        raise SlipwayError(f"no release '{ref}' in {where}", "`make releases ENV=<env>` lists the releases it holds")
+        raise ReleaseNotFound(f"no release '{ref}' in {where}", "`make releases ENV=<env>` lists the releases it holds")
     release = release_at(registry, digest, [tag])
     if not release.revision:
         raise SlipwayError(f"{where}:{tag} has no {REVISION_LABEL} label", "pick a release built by slipway")
