@@ -21,7 +21,7 @@ from typing import Any
 SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 RESULTS_DIR_ENV = "SLIPWAY_RESULTS_DIR"
 # The verbs whose outcome is a release fact worth a summary; the others (plan, releases, ...) print for people.
-SUMMARIZED_VERBS = ("image", "push", "deploy", "rollback")
+SUMMARIZED_VERBS = ("image", "push", "deploy", "rollback", "promote")
 DEPLOY_ACTIONS = ("created", "updated", "unchanged")
 
 
@@ -80,7 +80,19 @@ def _deploy_lines(data: dict) -> list[str]:
     return lines
 
 
-_RENDERERS = {"image": _image_lines, "push": _push_lines, "deploy": _deploy_lines, "rollback": _deploy_lines}
+def _promote_lines(data: dict) -> list[str]:
+    return _table([
+        ("From", data.get("from")),
+        ("To", data.get("to")),
+        ("Digest", data.get("digest")),
+        ("Reference", data.get("reference")),
+        ("Tags", ", ".join(data.get("tags") or [])),
+        ("Copied", f"{data.get('copied_blobs', 0)} blob(s), {data.get('copied_bytes', 0)} bytes"),
+    ])
+
+
+_RENDERERS = {"image": _image_lines, "push": _push_lines, "deploy": _deploy_lines, "rollback": _deploy_lines,
+              "promote": _promote_lines}
 
 
 def render_summary(verb: str, data: dict, environment: str | None = None) -> str:

@@ -148,9 +148,29 @@ def test_release_goes_to_staging_then_prod_on_a_version_tag():
         assert job["environment"] == env
         assert job["permissions"] == {"id-token": "write", "contents": "read"}
         assert job["concurrency"] == {"group": f"release-{env}", "cancel-in-progress": False}
-        assert _runs(job) == [f"make image deploy ENV={env}"]
+    assert _runs(staging) == ["make image deploy ENV=staging"]
     assert {"aws-actions/configure-aws-credentials", "aws-actions/amazon-ecr-login"} <= set(_uses(staging))
-    assert "azure/login" in _uses(prod) and "aws-actions/configure-aws-credentials" not in _uses(prod)
+    assert "azure/login" in _uses(prod)
+
+
+def test_prod_promotes_the_image_staging_deployed_and_builds_nothing():
+    """Build once: prod copies staging's image into ACR by digest, then deploys it; no build, no push."""
+    prod = _load("release.yml")["jobs"]["prod"]
+    assert _runs(prod) == ['make promote FROM=staging TO=prod TAG="$RELEASE_SHA" ANY=1', "make deploy ENV=prod"]
+    promote, deploy = [step for step in prod["steps"] if "run" in step]
+    # The commit this run released to staging (whose ECR tags are immutable), never what a later run made live.
+    assert promote["env"]["RELEASE_SHA"] == "${{ github.sha }}"
+    # promote writes only to registries: prod's Prefect key goes to the deploy step alone.
+    assert "PREFECT_API_KEY" not in promote["env"] and deploy["env"]["PREFECT_API_KEY"] == "${{ secrets.PREFECT_API_KEY }}"
+    for script in _runs(prod):
+        assert not re.search(r"make (image|push|release|base)\b|docker |build\.py (image|push|release)", script)
+    # Both clouds: AWS to read staging's ECR (a read-only role of its own), Azure to write ACR; no Docker login.
+    aws = next(s for s in prod["steps"] if s.get("uses", "").startswith("aws-actions/configure-aws-credentials@"))
+    assert aws["with"]["role-to-assume"] == "${{ vars.AWS_STAGING_ECR_READ_ROLE_ARN }}"
+    assert "aws-actions/amazon-ecr-login" not in _uses(prod)
+    order = [s.get("uses", "").split("@")[0] or s.get("run") for s in prod["steps"]]
+    assert order.index("aws-actions/configure-aws-credentials") < order.index(promote["run"])
+    assert order.index("azure/login") < order.index(promote["run"]) < order.index("make deploy ENV=prod")
 
 
 def test_rollback_is_manual_and_shares_the_release_concurrency_group():
