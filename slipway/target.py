@@ -38,6 +38,12 @@ class Target:
     def reference(self, digest: str) -> str:
         return f"{self.repository}@{digest}"
 
+    def base_cache(self) -> RegistryClient:
+        """A client for the environment's base image cache: the same registry (and credentials), the
+        repository slipway.yaml's `cache_repository` names (build/base.py)."""
+        cache_env = self.env.model_copy(update={"repository": self.env.base_cache_repository()})
+        return registry_client(cache_env, self.name)
+
     def connect(self) -> AbstractAsyncContextManager[PrefectApi]:
         """The run's one Prefect client (checked to answer), as an async context manager."""
         return self.connector(self.prefect)

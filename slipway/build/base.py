@@ -2,11 +2,20 @@
 
 OS base resolution, in order: BASE_IMAGE present locally; BASE_IMAGE pulled; the bootstrapped Debian base
 (`make base-os`, the air-gapped path) present locally; bootstrapping it now with debootstrap.
+
+With an environment (`release --env`, `image --env`), the base is also cached in that environment's registry
+(slipway.yaml `cache_repository`, default `<repository>/slipway-base`), tagged by a hash of the inputs that
+need no engine (Dockerfile.base, the runtime lock, BASE_IMAGE's name): the machine that builds it pushes it,
+and a machine without it (a fresh CI runner) pulls it instead of rebuilding (~70 s and a PyPI download). The
+cache is an optimisation: when it cannot be read or written, the base is built here and a warning says why.
+The OS base's image ID, part of the local tag's hash, is not part of the cache's: the first build pushed for
+these inputs is the team's base, and a machine that pulls it needs no OS base at all.
 """
 from __future__ import annotations
 
 import hashlib
 import subprocess
+import time
 
 import docker
 
@@ -14,10 +23,12 @@ from slipway.build.engine import BuildFailed, image_exists, stream_build
 from slipway.errors import SlipwayError
 from slipway.output import Reporter
 from slipway.project.config import Project
+from slipway.registry.client import RegistryClient
 
 BASE_REPOSITORY = "slipway-base"
 RUNTIME_LOCK = "requirements/runtime.txt"
 BOOTSTRAP_SCRIPT = "scripts/bootstrap-base-os.sh"
+INPUTS_LABEL = "io.slipway.base.inputs"  # the cache key, on every base built (and so on every one pulled)
 
 
 def ensure_os_base(client: docker.DockerClient, project: Project, reporter: Reporter) -> str:
@@ -57,17 +68,93 @@ def bootstrap_os_base(project: Project, name: str) -> None:
         )
 
 
-def base_tag(client: docker.DockerClient, project: Project, os_base: str) -> str:
-    """`slipway-base:<hash>` over Dockerfile.base, the runtime lock and the OS base (name and image ID)."""
+def _file_inputs(project: Project) -> hashlib._Hash:
     digest = hashlib.sha256()
     for relative in (project.config.base.dockerfile, RUNTIME_LOCK):
         digest.update(relative.encode() + b"\0" + project.resolve(relative).read_bytes() + b"\0")
+    return digest
+
+
+def base_tag(client: docker.DockerClient, project: Project, os_base: str) -> str:
+    """`slipway-base:<hash>` over Dockerfile.base, the runtime lock and the OS base (name and image ID)."""
+    digest = _file_inputs(project)
     digest.update(os_base.encode() + b"\0" + client.images.get(os_base).id.encode())
     return f"{BASE_REPOSITORY}:{digest.hexdigest()[:16]}"
 
 
-def ensure_base(client: docker.DockerClient, project: Project, reporter: Reporter) -> str:
-    """Return the runtime base image tag, building it only when its inputs changed."""
+def cache_key(project: Project) -> str:
+    """The base's tag in the registry cache: Dockerfile.base, the runtime lock and BASE_IMAGE's name, hashed
+    without the engine (a machine that has no OS base can still look the base up)."""
+    digest = _file_inputs(project)
+    digest.update(b"os-base\0" + project.base_image.encode())
+    return digest.hexdigest()[:16]
+
+
+def ensure_base(client: docker.DockerClient, project: Project, reporter: Reporter,
+                cache: RegistryClient | None = None) -> str:
+    """Return the runtime base image to build on. Without `cache`: `slipway-base:<hash>`, built only when
+    its inputs changed. With `cache` (a client for the environment's cache repository): the cached base,
+    `<registry>/<cache repository>:<key>`, pulled when the engine lacks it, else built and pushed there."""
+    if cache is None:
+        return build_base(client, project, reporter)
+    return cached_base(client, project, reporter, cache)
+
+
+def cached_base(client: docker.DockerClient, project: Project, reporter: Reporter, cache: RegistryClient) -> str:
+    key = cache_key(project)
+    repository = f"{cache.host}/{cache.repository}"
+    reference = f"{repository}:{key}"
+    if image_exists(client, reference):
+        reporter.step(f"base image {reference} is up to date")
+        return reference
+    try:
+        held = cache.manifest_digest(key)
+    except SlipwayError as exc:
+        reporter.warn(f"the base image cache {repository} cannot be read ({exc.message}); building the base here")
+        return build_base(client, project, reporter, {INPUTS_LABEL: key})
+    if held is not None and _pull(client, cache, repository, key, reporter):
+        return reference
+    tag = build_base(client, project, reporter, {INPUTS_LABEL: key})
+    client.images.get(tag).tag(repository, key)
+    _push(client, cache, repository, key, reporter)
+    return reference
+
+
+def _pull(client: docker.DockerClient, cache: RegistryClient, repository: str, key: str, reporter: Reporter) -> bool:
+    reporter.step(f"pulling base image {repository}:{key} from the cache (instead of building it)")
+    started = time.monotonic()
+    try:
+        with reporter.group(f"docker pull {repository}:{key}"):
+            for line in client.api.pull(repository, tag=key, stream=True, decode=True, auth_config=cache.auth_config()):
+                if "error" in line or "errorDetail" in line:
+                    raise SlipwayError((line.get("errorDetail") or {}).get("message") or line.get("error"))
+                if line.get("status") and line.get("status") not in ("Downloading", "Extracting", "Waiting"):
+                    reporter.detail(f"{line['id']}: {line['status']}" if line.get("id") else line["status"])
+    except (SlipwayError, docker.errors.APIError) as exc:
+        reporter.warn(f"pulling {repository}:{key} failed ({' '.join(str(exc).split())[:200]}); building the base here")
+        return False
+    reporter.step(f"pulled base image {repository}:{key} ({time.monotonic() - started:.1f} s)")
+    return True
+
+
+def _push(client: docker.DockerClient, cache: RegistryClient, repository: str, key: str, reporter: Reporter) -> None:
+    """Push the base just built to the cache, unless another machine pushed one for the same inputs meanwhile
+    (either is a good base; an immutable repository would refuse a second one anyway)."""
+    from slipway.registry.push import push_image
+
+    try:
+        if cache.manifest_digest(key) is not None:
+            reporter.step(f"{repository}:{key} was pushed meanwhile by another build: keeping that one there")
+            return
+        push_image(client, cache, client.images.get(f"{repository}:{key}"), [key], reporter)
+    except SlipwayError as exc:
+        reporter.warn(f"the base image could not be cached in {repository} ({exc.line()}); the next fresh "
+                      "machine will build it again")
+
+
+def build_base(client: docker.DockerClient, project: Project, reporter: Reporter,
+               labels: dict[str, str] | None = None) -> str:
+    """`slipway-base:<hash>`, built only when its inputs changed (the engine-local base)."""
     os_base = ensure_os_base(client, project, reporter)
     tag = base_tag(client, project, os_base)
     if image_exists(client, tag):
@@ -79,6 +166,7 @@ def ensure_base(client: docker.DockerClient, project: Project, reporter: Reporte
         dockerfile=project.config.base.dockerfile,
         buildargs={"BASE_IMAGE": os_base},
         tag=tag,
+        labels=labels or None,
         rm=True,
         forcerm=True,
         pull=False,

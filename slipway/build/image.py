@@ -36,6 +36,7 @@ from slipway.output import Reporter
 from slipway.project.config import Project
 from slipway.project.declarations import Declarations
 from slipway.project.git import GitFacts
+from slipway.registry.client import RegistryClient
 
 REVISION_LABEL = "org.opencontainers.image.revision"
 CREATED_LABEL = "org.opencontainers.image.created"
@@ -148,10 +149,10 @@ def _context_tar(project: Project, files: list[str]) -> io.BytesIO:
 
 
 def build_content(engine: docker.DockerClient, project: Project, facts: GitFacts, reporter: Reporter,
-                  nocache: bool = False) -> ContentImage:
+                  nocache: bool = False, base_cache: RegistryClient | None = None) -> ContentImage:
     """The content image for these inputs: the engine's when it has it, else built (the runtime base first,
-    when its inputs changed)."""
-    base = ensure_base(engine, project, reporter)
+    when its inputs changed, or pulled from `base_cache`, the environment's cache repository)."""
+    base = ensure_base(engine, project, reporter, base_cache)
     files = content_files(project)
     inputs = content_inputs(project, base, files)
     config = project.config.image

@@ -1,15 +1,22 @@
-"""`build.py base`: build (or reuse) the runtime base image; `--os-only` stops at the OS base."""
+"""`build.py base [--env ENV]`: build (or reuse) the runtime base image; `--os-only` stops at the OS base.
+With --env, the base comes from (or is pushed to) that environment's registry cache."""
 from slipway.build.base import ensure_base, ensure_os_base
 from slipway.commands import workspace
+from slipway.target import open_target
 
 
 def add_arguments(parser, verb):
     parser.add_argument("--os-only", action="store_true",
                         help="only make sure an OS base exists (pull BASE_IMAGE or bootstrap Debian)")
+    parser.add_argument("--env", default=None, metavar="ENV",
+                        help="use (and fill) this environment's base image cache in its registry")
 
 
 def run(args, reporter):
     ws = workspace(args, reporter)
-    ensure = ensure_os_base if args.os_only else ensure_base
-    ref = ensure(ws.engine, ws.project, reporter)
+    if args.os_only:
+        ref = ensure_os_base(ws.engine, ws.project, reporter)
+    else:
+        cache = open_target(ws.project, args.env).base_cache() if args.env else None
+        ref = ensure_base(ws.engine, ws.project, reporter, cache)
     reporter.result({"image": ref}, human=ref)
