@@ -1,9 +1,10 @@
-"""`python -m bench [--quick]` (`make bench [QUICK=1]`): slipway measured side by side with `prefect deploy`.
+"""`python -m bench [--quick] [--only X]` (`make bench [QUICK=1]`): slipway side by side with `prefect deploy`.
 
 One run starts its own registry container and Prefect server (random ports), snapshots the working tree into
-a temporary repository pointed at them, measures (a)-(g) and removes everything it created. It prints a
+a temporary repository pointed at them, measures (a)-(h) and removes everything it created. It prints a
 table (figure, value, target, met/missed) and writes bench/results/latest.json. --quick: one run of each
-figure instead of three (same keys, same counts). Nothing here asserts a time: these are figures, not tests.
+figure instead of three (same keys, same counts). --only a|b|d|e|h (repeatable): just those scenarios; the
+other figures already in the results file are kept. Nothing here asserts a time: these are figures, not tests.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import image_build, register, release, rollback
+from bench import cold_runner, image_build, register, release, rollback
 from bench.common import median, table
 from bench.project import BenchRepo
 from bench.stack import bench_stack
@@ -46,7 +47,17 @@ FIGURES = {
                                "the new layers (1.00 = nothing unchanged was re-sent; (f) adds the image config "
                                "blob and one manifest per tag)"),
     "image_size_ratio": ("<=", 1.3, "(g) docker image inspect Size / du -sb /opt/venv in the image"),
+    "cold_runner_release_ratio_vs_prefect": ("<=", 0.2, "(h) code-only release from an empty engine (registry "
+                                             "holding the base and the previous release), 10 deployments: "
+                                             "slipway (build.py release: base pulled from the registry cache, "
+                                             "build, probe, push, register) s / prefect deploy --all building its "
+                                             "own runtime and content from the OS base s"),
+    "cold_runner_release_ratio_vs_prefect_same_base": (None, None, "(h) the same, prefect deploy --all FROM the "
+                                                       "base slipway cached in the registry (its build pulls "
+                                                       "it): the tool alone"),
+    "cold_runner_release_s": (None, None, "(h) s: slipway's release from the empty engine"),
 }
+SCENARIOS = ("a", "b", "d", "e", "h")
 
 
 def verdict(key: str, value) -> str:
@@ -84,7 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="one run per figure (a few minutes)")
     parser.add_argument("--runs", type=int, default=None, help="runs per figure (default 3; 1 with --quick)")
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
+    parser.add_argument("--only", action="append", choices=SCENARIOS, metavar="X",
+                        help=f"run only scenario X ({', '.join(SCENARIOS)}; repeatable); the output file keeps "
+                             "the other figures it holds")
     args = parser.parse_args(argv)
+    chosen = set(args.only or SCENARIOS)
     runs = args.runs or (1 if args.quick else 3)
 
     from slipway.build.base import ensure_base
@@ -107,14 +122,21 @@ def main(argv: list[str] | None = None) -> int:
                     "details": {"cold_image_build": [{"run": r[1], "seconds": r[2], "steps": r[3],
                                                       "from_cache": r[4]} for r in rows]}}
 
-        for name, func, extra in (("(a) cold image build", cold, {}),
-                                  ("(b)(c)(f)(g) code-only release", release.run, {}),
-                                  ("(d) register 100", register.run, {"count": 100}),
-                                  ("(e) rollback 20", rollback.run, {"count": 20})):
+        for key, name, func, extra in (("a", "(a) cold image build", cold, {}),
+                                       ("b", "(b)(c)(f)(g) code-only release", release.run, {}),
+                                       ("d", "(d) register 100", register.run, {"count": 100}),
+                                       ("e", "(e) rollback 20", rollback.run, {"count": 20}),
+                                       ("h", "(h) cold runner release", cold_runner.run, {})):
+            if key not in chosen:
+                continue
             out = scenario(name, errors, func, *(() if func is cold else (stack, repo, runs)), **extra)
             figures.update(out["figures"])
             details.update(out["details"])
 
+    if args.only and args.output.exists():  # the figures of the scenarios not run now stay as they were
+        previous = json.loads(args.output.read_text())
+        figures = {**{k: previous.get(k) for k in FIGURES if previous.get(k) is not None}, **figures}
+        details = {**(previous.get("details") or {}), **details}
     rows = []
     for key, (op, target, what) in FIGURES.items():
         value = figures.get(key)
@@ -130,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         **{key: figures.get(key) for key in FIGURES},
         "quick": args.quick,
         "runs": runs,
+        "scenarios": sorted(chosen),
         "status": {key: verdict(key, figures.get(key)) for key in FIGURES},
         "targets": {key: {"op": op, "value": target} for key, (op, target, _) in FIGURES.items() if op},
         "details": details,

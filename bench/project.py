@@ -70,7 +70,8 @@ USER 10001:10001
 
 
 def incumbent_prefect_yaml(registry_address: str, deployments: list[dict], build: bool,
-                           image: str | None = None) -> dict:
+                           image: str | None = None, dockerfile: str = INCUMBENT_DOCKERFILE,
+                           repository: str = PREFECT_REPOSITORY) -> dict:
     """prefect.yaml for `prefect deploy --all`. build=False: no build/push steps, `image` given as is."""
     doc: dict = {"name": "bench-jaffle-shop", "prefect-version": "3.8.8"}
     if build:
@@ -78,8 +79,8 @@ def incumbent_prefect_yaml(registry_address: str, deployments: list[dict], build
             {"prefect.deployments.steps.run_shell_script": {
                 "id": "get-commit-hash", "script": "git rev-parse --short=12 HEAD", "stream_output": False}},
             {"prefect_docker.deployments.steps.build_docker_image": {
-                "id": "build-image", "image_name": f"{registry_address}/{PREFECT_REPOSITORY}",
-                "tag": "{{ get-commit-hash.stdout }}", "dockerfile": INCUMBENT_DOCKERFILE, "pull": False}},
+                "id": "build-image", "image_name": f"{registry_address}/{repository}",
+                "tag": "{{ get-commit-hash.stdout }}", "dockerfile": dockerfile, "pull": False}},
         ]
         doc["push"] = [
             {"prefect_docker.deployments.steps.push_docker_image": {

@@ -452,9 +452,20 @@ async def promote(ws: Workspace, source: Target, dest: Target, ref: str | None =
         raise SlipwayError(f"after the copy, {dest.repository} does not serve {release.digest}; no tag was written",
                            "check the destination registry, then run the same command again")
     _tag(dest, manifest, tags, held, ws.reporter)
-    if not same_repository and write_record(dest.registry, manifest, source.name, source.repository):
-        ws.reporter.step(f"recorded in {dest.repository} that {release.digest[:19]} came from '{source.name}'")
+    if not same_repository:
+        _record_origin(ws.reporter, source, dest, manifest)
     return Promoted(source.name, dest.name, release, dest.reference(release.digest), tags, copied)
+
+
+def _record_origin(reporter: Reporter, source: Target, dest: Target, manifest) -> None:
+    """Where the release came from, for `releases` (registry/promotion.py). The release is promoted by now:
+    a record that cannot be written (a concurrent promote wrote one first, in an immutable repository) is
+    worth a warning, not a failure."""
+    try:
+        if write_record(dest.registry, manifest, source.name, source.repository):
+            reporter.step(f"recorded in {dest.repository} that {manifest.digest[:19]} came from '{source.name}'")
+    except SlipwayError as exc:
+        reporter.warn(f"the release is promoted, but where it came from was not recorded ({exc.message})")
 
 
 def _release_to_promote(source: Target, dest: Target, ref: str | None, live: set[str] | None) -> Release:

@@ -52,8 +52,8 @@ class EcrRegistryClient(RegistryClient):
                                "AWS_SECRET_ACCESS_KEY, or an instance/IRSA role)") from exc
         except ClientError as exc:
             error = exc.response.get("Error", {})
-            if error.get("Code") == "RepositoryNotFoundException":
-                raise
+            if error.get("Code") in ("RepositoryNotFoundException", "RepositoryAlreadyExistsException"):
+                raise  # the callers' answers: "not there" / "created meanwhile by a concurrent job"
             raise SlipwayError(f"ECR {operation} failed for {self.host}: {error.get('Code')}: "
                                f"{error.get('Message', '')}", self.credentials_fix()) from exc
         except BotoCoreError as exc:
@@ -72,7 +72,7 @@ class EcrRegistryClient(RegistryClient):
             kwargs["registryId"] = self.account_id
         try:
             return self._call("describe_repositories", **kwargs)["repositories"][0]
-        except ClientError:  # RepositoryNotFoundException: the only ClientError _call lets through
+        except ClientError:  # RepositoryNotFoundException: the only ClientError describe lets through
             return None
 
     def ensure_repository(self) -> dict:
@@ -83,7 +83,10 @@ class EcrRegistryClient(RegistryClient):
                       "imageScanningConfiguration": {"scanOnPush": True}}
             if self.account_id:
                 kwargs["registryId"] = self.account_id
-            info = self._call("create_repository", **kwargs)["repository"]
+            try:
+                info = self._call("create_repository", **kwargs)["repository"]
+            except ClientError:  # RepositoryAlreadyExistsException: another job (a push, a promote) won the race
+                info, created = self._describe() or {}, False
         self._repository_info = info
         return {"repository": self.repository, "created": created,
                 "tag_mutability": info.get("imageTagMutability"),

@@ -217,3 +217,29 @@ def test_acr_without_azure_login_says_how_to_log_in(fake_acr):
     with pytest.raises(SlipwayError, match=r"no Azure credentials for registry .*; run `az login`"):
         client.check_access()
     assert not [r for r in FakeAcr.requests if r[1] == "/oauth2/exchange"]
+
+
+def test_a_repository_created_meanwhile_by_another_job_is_not_an_error(moto_ecr, monkeypatch):
+    """Two release jobs (a push, a promote) may both find no repository and both create it: the second one's
+    RepositoryAlreadyExistsException means the repository is there, as wanted."""
+    env = EnvironmentConfig.model_validate({
+        "registry": {"kind": "ecr", "account_id": ECR_ACCOUNT, "region": "eu-west-1"},
+        "repository": "team/raced", "prefect": {"api_url": "http://127.0.0.1:9/api"},
+        "work_pool": {"name": "p", "type": "kubernetes"}})
+    client = registry_client(env)
+    real_describe = client._describe
+    answers = iter([None])  # the first look finds nothing: the other job creates it right after
+
+    def describe():
+        answer = next(answers, "real")
+        if answer is None:
+            moto_ecr.create_repository(repositoryName="team/raced", registryId=ECR_ACCOUNT,
+                                       imageTagMutability="IMMUTABLE")
+            return None
+        return real_describe()
+
+    monkeypatch.setattr(client, "_describe", describe)
+
+    assert client.ensure_repository() == {"repository": "team/raced", "created": False,
+                                          "tag_mutability": "IMMUTABLE", "scan_on_push": False}
+    assert client.tags_immutable()
