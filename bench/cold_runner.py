@@ -13,8 +13,9 @@ Set-up, untimed:
 Each run, for each tool in turn: a one-line flow edit is committed, every image of this benchmark is removed
 (`empty_engine`: only ours — the bench label, tags on the bench registry, IDs the benchmark built; never a
 prune), then the release is timed as one fresh CLI process:
-- slipway: `build.py release --env local --json` (base pulled from the cache, content built, entry points
-  probed, release layer, push, 10 deployments registered);
+- slipway: `build.py release --env local --json` (base pulled from the cache, the previous release pulled
+  as the build's layer cache, content built, entry points probed, release layer, push, 10 deployments
+  registered);
 - (h) `cold_runner_release_ratio_vs_prefect`: `prefect deploy --all` whose Dockerfile builds its own runtime
   (Dockerfile.base's steps, then the same content as Dockerfile.prefect) FROM the OS base: what a prefect.yaml
   project's fresh runner does, since nothing caches its runtime layers;
@@ -68,12 +69,10 @@ def full_dockerfile(repo: BenchRepo, os_base: str, marker: str) -> str:
 
 
 def prepare(stack: BenchStack, repo: BenchRepo, os_base: str) -> dict:
-    from slipway.build.base import cache_key
-
     mark_base(repo, stack.label)
     repo.write("deployments.yaml", _yaml({"deployments": generated_deployments(DEPLOYMENTS, "s")}))
     repo.write(FULL["dockerfile"], full_dockerfile(repo, os_base, stack.label))
-    cached_base = f"{stack.registry_address}/{SLIPWAY_REPOSITORY}/slipway-base:{cache_key(_project(repo, os_base))}"
+    cached_base = f"{stack.registry_address}/{SLIPWAY_REPOSITORY}/slipway-base:{_cache_key(repo, os_base)}"
     repo.write(SAME_BASE["dockerfile"], incumbent_dockerfile(cached_base, stack.label))
     for variant in (FULL, SAME_BASE):
         repo.write(variant["file"], _yaml(incumbent_prefect_yaml(
@@ -83,15 +82,17 @@ def prepare(stack: BenchStack, repo: BenchRepo, os_base: str) -> dict:
     return {"cached_base": cached_base}
 
 
-def _project(repo: BenchRepo, os_base: str):
+def _cache_key(repo: BenchRepo, os_base: str) -> str:
+    """The base's key in the cache as slipway's CLI computes it: with SLIPWAY_BASE_IMAGE=<os_base>, as it runs."""
     import os
 
+    from slipway.build.base import cache_key
     from slipway.project.config import load_project
 
     previous = os.environ.get("SLIPWAY_BASE_IMAGE")
     os.environ["SLIPWAY_BASE_IMAGE"] = os_base
     try:
-        return load_project(repo.root)
+        return cache_key(load_project(repo.root))
     finally:
         if previous is None:
             os.environ.pop("SLIPWAY_BASE_IMAGE", None)
@@ -163,6 +164,7 @@ def slipway_release(stack: BenchStack, repo: BenchRepo, env: dict) -> tuple[floa
 # Where each phase of slipway's release starts, from its own step lines (the first line matching).
 PHASES = [
     ("base pull", lambda m: m.startswith("pulling base image")),
+    ("previous release pull", lambda m: m.startswith("pulling the previous release")),
     ("content build", lambda m: m.startswith("building ") and not m.startswith("building base image")),
     ("probe + release layer", lambda m: m.startswith("importing ")),
     ("validate", lambda m: m.startswith("built ") and "(sha256:" in m),
@@ -189,6 +191,15 @@ def run(stack: BenchStack, repo: BenchRepo, runs: int) -> dict:
     from slipway.project.config import load_project
 
     os_base = ensure_os_base(stack.client, load_project(repo.root), Reporter(stream=io.StringIO()))
+    try:
+        return measure(stack, repo, runs, os_base)
+    finally:
+        # The base's local tag (slipway-base:<hash>) is not one BenchStack.close() knows as the benchmark's.
+        with contextlib.suppress(Exception):
+            empty_engine(stack)
+
+
+def measure(stack: BenchStack, repo: BenchRepo, runs: int, os_base: str) -> dict:
     setup = prepare(stack, repo, os_base)
     env = {**stack.tool_env(), "SLIPWAY_BASE_IMAGE": os_base}  # the OS base this machine has: no Hub pull
     with contextlib.suppress(Exception):

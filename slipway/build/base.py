@@ -16,10 +16,11 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import time
+from dataclasses import dataclass
 
 import docker
 
-from slipway.build.engine import BuildFailed, image_exists, stream_build
+from slipway.build.engine import BuildFailed, image_exists, pull, stream_build
 from slipway.errors import SlipwayError
 from slipway.output import Reporter
 from slipway.project.config import Project
@@ -90,34 +91,48 @@ def cache_key(project: Project) -> str:
     return digest.hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class Base:
+    """The runtime base to build on, and whether it was pulled from the registry cache just now (then this
+    engine had no layer of it, so it has no layer cache for the builds on top either: build/layer_cache.py)."""
+
+    reference: str
+    pulled: bool = False
+
+
 def ensure_base(client: docker.DockerClient, project: Project, reporter: Reporter,
                 cache: RegistryClient | None = None) -> str:
     """Return the runtime base image to build on. Without `cache`: `slipway-base:<hash>`, built only when
     its inputs changed. With `cache` (a client for the environment's cache repository): the cached base,
     `<registry>/<cache repository>:<key>`, pulled when the engine lacks it, else built and pushed there."""
+    return resolve_base(client, project, reporter, cache).reference
+
+
+def resolve_base(client: docker.DockerClient, project: Project, reporter: Reporter,
+                 cache: RegistryClient | None = None) -> Base:
     if cache is None:
-        return build_base(client, project, reporter)
+        return Base(build_base(client, project, reporter))
     return cached_base(client, project, reporter, cache)
 
 
-def cached_base(client: docker.DockerClient, project: Project, reporter: Reporter, cache: RegistryClient) -> str:
+def cached_base(client: docker.DockerClient, project: Project, reporter: Reporter, cache: RegistryClient) -> Base:
     key = cache_key(project)
     repository = f"{cache.host}/{cache.repository}"
     reference = f"{repository}:{key}"
     if image_exists(client, reference):
         reporter.step(f"base image {reference} is up to date")
-        return reference
+        return Base(reference)
     try:
         held = cache.manifest_digest(key)
     except SlipwayError as exc:
         reporter.warn(f"the base image cache {repository} cannot be read ({exc.message}); building the base here")
-        return build_base(client, project, reporter, {INPUTS_LABEL: key})
+        return Base(build_base(client, project, reporter, {INPUTS_LABEL: key}))
     if held is not None and _pull(client, cache, repository, key, reporter):
-        return reference
+        return Base(reference, pulled=True)
     tag = build_base(client, project, reporter, {INPUTS_LABEL: key})
     client.images.get(tag).tag(repository, key)
     _push(client, cache, repository, key, reporter)
-    return reference
+    return Base(reference)
 
 
 def _pull(client: docker.DockerClient, cache: RegistryClient, repository: str, key: str, reporter: Reporter) -> bool:
@@ -125,13 +140,9 @@ def _pull(client: docker.DockerClient, cache: RegistryClient, repository: str, k
     started = time.monotonic()
     try:
         with reporter.group(f"docker pull {repository}:{key}"):
-            for line in client.api.pull(repository, tag=key, stream=True, decode=True, auth_config=cache.auth_config()):
-                if "error" in line or "errorDetail" in line:
-                    raise SlipwayError((line.get("errorDetail") or {}).get("message") or line.get("error"))
-                if line.get("status") and line.get("status") not in ("Downloading", "Extracting", "Waiting"):
-                    reporter.detail(f"{line['id']}: {line['status']}" if line.get("id") else line["status"])
-    except (SlipwayError, docker.errors.APIError) as exc:
-        reporter.warn(f"pulling {repository}:{key} failed ({' '.join(str(exc).split())[:200]}); building the base here")
+            pull(client, repository, key, cache.auth_config(), reporter.detail)
+    except SlipwayError as exc:
+        reporter.warn(f"{exc.message[:300]}; building the base here")
         return False
     reporter.step(f"pulled base image {repository}:{key} ({time.monotonic() - started:.1f} s)")
     return True

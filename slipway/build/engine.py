@@ -101,3 +101,20 @@ class BuildFailed(Exception):
         self.step = step
         self.detail = detail
         super().__init__(f"step '{step}': {detail}")
+
+
+def pull(client: docker.DockerClient, repository: str, tag: str, auth_config: dict | None, on_line) -> None:
+    """Pull `repository:tag` into the engine (credentials as docker-py's auth_config: an API header, never
+    argv); a failure is a SlipwayError with the engine's message."""
+    try:
+        for line in client.api.pull(repository, tag=tag, stream=True, decode=True, auth_config=auth_config):
+            if "error" in line or "errorDetail" in line:
+                message = (line.get("errorDetail") or {}).get("message") or line.get("error") or "unknown error"
+                raise SlipwayError(f"pulling {repository}:{tag} failed: {message}")
+            status = line.get("status")
+            if status and status not in ("Downloading", "Extracting", "Waiting"):
+                on_line(f"{line['id']}: {status}" if line.get("id") else status)
+    except docker.errors.APIError as exc:
+        raise SlipwayError(f"pulling {repository}:{tag} failed: {' '.join(str(exc.explanation or exc).split())}") \
+            from exc
+

@@ -98,3 +98,4 @@ def is_ancestor(root: Path, older: str, newer: str) -> bool | None:
         return None
     proc = subprocess.run(["git", "merge-base", "--is-ancestor", older, newer], cwd=root, capture_output=True)
     return proc.returncode == 0
+

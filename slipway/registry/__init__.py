@@ -3,6 +3,9 @@
 - generic: any OCI registry; credentials from env vars, else ~/.docker/config.json, else anonymous.
 - ecr: AWS ECR; a fresh token from boto3 each run, repository created with immutable tags and scan on push.
 - acr: Azure ACR; an Azure AD token (DefaultAzureCredential) exchanged for an ACR refresh token.
+
+Beside the clients: push.py (an engine image to the registry), copy.py (registry to registry by digest, for
+promote), promotion.py (where a promoted release came from), releases.py (the history `releases` lists).
 """
 from __future__ import annotations
 

@@ -127,7 +127,7 @@ def test_image_and_release_take_the_cache_of_their_environment_and_plain_image_n
         seen.append(cache)
         raise SlipwayError("stopped after the base lookup", "test")
 
-    monkeypatch.setattr("slipway.build.image.ensure_base", stop)
+    monkeypatch.setattr("slipway.build.image.resolve_base", stop)
     name = load_project(base_repo).config.image.name
     (base_repo / "flows").mkdir()
     (base_repo / "flows" / "hello.py").write_text("from prefect import flow\n\n\n@flow\ndef hello():\n    pass\n")
@@ -142,3 +142,4 @@ def test_image_and_release_take_the_cache_of_their_environment_and_plain_image_n
     assert [(c.host, c.repository) if c else None for c in seen] == \
         [(registry.address, f"{name}/slipway-base")] * 2 + [None]
     assert capsys.readouterr().err.count("error: stopped after the base lookup; test") == 3
+
