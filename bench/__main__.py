@@ -48,13 +48,13 @@ FIGURES = {
                                "blob and one manifest per tag)"),
     "image_size_ratio": ("<=", 1.3, "(g) docker image inspect Size / du -sb /opt/venv in the image"),
     "cold_runner_release_ratio_vs_prefect": ("<=", 0.2, "(h) code-only release from an empty engine (registry "
-                                             "holding the base and the previous release), 10 deployments: "
-                                             "slipway (build.py release: base pulled from the registry cache, "
-                                             "build, probe, push, register) s / prefect deploy --all building its "
-                                             "own runtime and content from the OS base s"),
+                                             "holding the previous release and slipway's build cache), 10 "
+                                             "deployments: slipway (build.py release: content image pulled from "
+                                             "the cache, code layers, probe, push, register) s / prefect deploy "
+                                             "--all building its own runtime and content from the OS base s"),
     "cold_runner_release_ratio_vs_prefect_same_base": (None, None, "(h) the same, prefect deploy --all FROM the "
                                                        "base slipway cached in the registry (its build pulls "
-                                                       "it): the tool alone"),
+                                                       "it, then builds the content)"),
     "cold_runner_release_s": (None, None, "(h) s: slipway's release from the empty engine"),
 }
 SCENARIOS = ("a", "b", "d", "e", "h")

@@ -1,26 +1,27 @@
-"""(h) A code-only release on a fresh runner: an engine that holds none of the release's images (not even
-the runtime base), a registry that holds the base and the previous release. slipway side by side with
-`prefect deploy --all` starting from the same empty engine.
+"""(h) A code-only release on a fresh runner: an engine that holds none of the release's images (not the
+runtime base, not the content image), a registry that holds the previous release and slipway's build cache.
+slipway side by side with `prefect deploy --all` starting from the same empty engine.
 
 Set-up, untimed:
 - the bench repository's Dockerfile.base gets `LABEL io.slipway.bench=<workdir>` right after its FROM, so
-  the benchmark's base has layers no other image on this engine shares: removing the benchmark's images
-  then really takes them out of the engine, and no other engineer's image is touched;
-- slipway's first release (`build.py release --env local`) builds that base, pushes it to the registry's
-  cache repository (`bench-slipway/slipway-base`), then builds, pushes and registers 10 deployments; each
-  incumbent variant makes its first `prefect deploy --all` too.
+  the benchmark's base (and everything built on it) has layers no other image on this engine shares:
+  removing the benchmark's images then really takes them out of the engine, and no other engineer's image
+  is touched;
+- slipway's first release (`build.py release --env local`) builds that base and the content image and pushes
+  both to the registry's build cache (`bench-slipway/slipway-cache`), then pushes the release and registers
+  10 deployments; each incumbent variant makes its first `prefect deploy --all` too.
 
 Each run, for each tool in turn: a one-line flow edit is committed, every image of this benchmark is removed
 (`empty_engine`: only ours — the bench label, tags on the bench registry, IDs the benchmark built; never a
 prune), then the release is timed as one fresh CLI process:
-- slipway: `build.py release --env local --json` (base pulled from the cache, the previous release pulled
-  as the build's layer cache, content built, entry points probed, release layer, push, 10 deployments
-  registered);
+- slipway: `build.py release --env local --json` — what `make image deploy` runs: the content image pulled
+  from the build cache (the base's layers come with it), the code layers written from the commit, the entry
+  points probed, the image assembled, pushed, 10 deployments registered;
 - (h) `cold_runner_release_ratio_vs_prefect`: `prefect deploy --all` whose Dockerfile builds its own runtime
   (Dockerfile.base's steps, then the same content as Dockerfile.prefect) FROM the OS base: what a prefect.yaml
   project's fresh runner does, since nothing caches its runtime layers;
 - (h, same base) `cold_runner_release_ratio_vs_prefect_same_base`: `prefect deploy --all` FROM the very base
-  slipway cached in the registry (its build pulls it): the tool alone.
+  slipway cached in the registry (its build pulls it): the incumbent given slipway's base cache for free.
 The OS base's layer is shared with other images on this machine, so it stays in the engine for every side.
 slipway's profile (its own step lines, with their elapsed seconds) is kept per run in the details.
 """
@@ -72,7 +73,7 @@ def prepare(stack: BenchStack, repo: BenchRepo, os_base: str) -> dict:
     mark_base(repo, stack.label)
     repo.write("deployments.yaml", _yaml({"deployments": generated_deployments(DEPLOYMENTS, "s")}))
     repo.write(FULL["dockerfile"], full_dockerfile(repo, os_base, stack.label))
-    cached_base = f"{stack.registry_address}/{SLIPWAY_REPOSITORY}/slipway-base:{_cache_key(repo, os_base)}"
+    cached_base = f"{stack.registry_address}/{SLIPWAY_REPOSITORY}/slipway-cache:base-{_cache_key(repo, os_base)}"
     repo.write(SAME_BASE["dockerfile"], incumbent_dockerfile(cached_base, stack.label))
     for variant in (FULL, SAME_BASE):
         repo.write(variant["file"], _yaml(incumbent_prefect_yaml(
@@ -163,11 +164,11 @@ def slipway_release(stack: BenchStack, repo: BenchRepo, env: dict) -> tuple[floa
 
 # Where each phase of slipway's release starts, from its own step lines (the first line matching).
 PHASES = [
-    ("base pull", lambda m: m.startswith("pulling base image")),
-    ("previous release pull", lambda m: m.startswith("pulling the previous release")),
-    ("content build", lambda m: m.startswith("building ") and not m.startswith("building base image")),
-    ("probe + release layer", lambda m: m.startswith("importing ")),
-    ("validate", lambda m: m.startswith("built ") and "(sha256:" in m),
+    ("content image pull", lambda m: m.startswith("pulling the content image")),
+    ("base pull", lambda m: m.startswith("pulling the base image")),
+    ("content build", lambda m: m.startswith("building the content image")),
+    ("probe", lambda m: m.startswith("importing ")),
+    ("assemble + validate", lambda m: m.startswith("built ") and "(sha256:" in m),
     ("push", lambda m: m.startswith("checking access to")),
     ("register", lambda m: "@sha256:" in m and " holds " in m),
 ]
@@ -215,7 +216,9 @@ def measure(stack: BenchStack, repo: BenchRepo, runs: int, os_base: str) -> dict
         row["slipway_removed_images"] = empty_engine(stack)["removed"]
         seconds, steps, result = slipway_release(stack, repo, env)
         row.update(slipway_s=seconds, slipway_built=result.get("image") is not None,
-                   slipway_pulled_base=any(m.startswith("pulled base image") for _, m in steps),
+                   slipway_pulled_content=any(m.startswith("pulled the content image") for _, m in steps),
+                   slipway_ran_a_build_step=any(m.startswith(("building the content image", "building base image"))
+                                                for _, m in steps),
                    slipway_phases=phases(steps, seconds), slipway_steps=[f"{t:6.1f}s {m}" for t, m in steps])
         for name, variant in (("prefect_full", FULL), ("prefect_same_base", SAME_BASE)):
             repo.change_a_flow(f"cold-{name}-{i}")

@@ -108,15 +108,15 @@ class RolledBack:
 def build(ws: Workspace, allow_dirty: bool = False, nocache: bool = False, target: Target | None = None) -> BuiltImage:
     """HEAD's image: the content image (built only when its inputs changed), the code layers written from
     the commit, the entry points probed in that exact image, then slipway's release layer. With a `target`,
-    the runtime base comes from (or goes to) that environment's registry cache."""
+    the base and content images come from (or go to) that environment's build cache (build/cache.py)."""
     facts = ws.commit
     refuse_dirty(facts, allow_dirty)
     declarations = load_declarations(ws.project)  # a broken deployments.yaml fails before any build work
     refuse_project_secrets(ws.project, declarations)  # both files go into the image: no secret may
     warn_declarations(ws, declarations)
     files = release_layer.collect(ws.project)
-    base_cache = target.base_cache() if target is not None else None
-    content = build_content(ws.engine, ws.project, facts, ws.reporter, nocache=nocache, base_cache=base_cache)
+    cache = target.build_cache() if target is not None else None
+    content = build_content(ws.engine, ws.project, facts, ws.reporter, nocache=nocache, cache=cache)
     code = code_layers(ws.project, facts)
     probe = probe_code(ws.engine, ws.project, content, code, declarations, ws.reporter)
     return finish_image(ws.engine, ws.project, content, code, ReleaseLayer(files, probe), facts, ws.reporter)
@@ -317,7 +317,7 @@ async def release(ws: Workspace, target: Target, allow_dirty: bool = False, allo
         return None, await deploy(ws, target, allow_downgrade, prune, message)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="slipway-docker") as docker_work:
         content = docker_work.submit(build_content, ws.engine, ws.project, ws.commit, ws.reporter,
-                                     base_cache=target.base_cache())
+                                     cache=target.build_cache())
         config = ReleaseConfig.from_project(ws.project, target.name)  # meanwhile: a broken file fails now
         refuse_project_secrets(ws.project, config.declarations)
         warn_declarations(ws, config.declarations)

@@ -9,10 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from slipway.deploy.prefect_api import PrefectApi, PrefectSettings
 from slipway.project.config import LOCAL_ENVIRONMENT, EnvironmentConfig, Project
 from slipway.registry import RegistryClient, registry_client
+
+if TYPE_CHECKING:
+    from slipway.build.cache import BuildCache
 
 PrefectConnector = Callable[[PrefectSettings], AbstractAsyncContextManager[PrefectApi]]
 
@@ -38,11 +42,13 @@ class Target:
     def reference(self, digest: str) -> str:
         return f"{self.repository}@{digest}"
 
-    def base_cache(self) -> RegistryClient:
-        """A client for the environment's base image cache: the same registry (and credentials), the
-        repository slipway.yaml's `cache_repository` names (build/base.py)."""
-        cache_env = self.env.model_copy(update={"repository": self.env.base_cache_repository()})
-        return registry_client(cache_env, self.name)
+    def build_cache(self) -> BuildCache:
+        """The environment's build cache (build/cache.py): the same registry and credentials, the repository
+        slipway.yaml's `cache_repository` names."""
+        from slipway.build.cache import BuildCache
+
+        cache_env = self.env.model_copy(update={"repository": self.env.build_cache_repository()})
+        return BuildCache(registry_client(cache_env, self.name))
 
     def connect(self) -> AbstractAsyncContextManager[PrefectApi]:
         """The run's one Prefect client (checked to answer), as an async context manager."""

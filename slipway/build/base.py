@@ -3,28 +3,25 @@
 OS base resolution, in order: BASE_IMAGE present locally; BASE_IMAGE pulled; the bootstrapped Debian base
 (`make base-os`, the air-gapped path) present locally; bootstrapping it now with debootstrap.
 
-With an environment (`release --env`, `image --env`), the base is also cached in that environment's registry
-(slipway.yaml `cache_repository`, default `<repository>/slipway-base`), tagged by a hash of the inputs that
-need no engine (Dockerfile.base, the runtime lock, BASE_IMAGE's name): the machine that builds it pushes it,
-and a machine without it (a fresh CI runner) pulls it instead of rebuilding (~70 s and a PyPI download). The
-cache is an optimisation: when it cannot be read or written, the base is built here and a warning says why.
-The OS base's image ID, part of the local tag's hash, is not part of the cache's: the first build pushed for
-these inputs is the team's base, and a machine that pulls it needs no OS base at all.
+With an environment (`release --env`, `image --env`, `base --env`), the base goes through that environment's
+build cache (build/cache.py) as `base-<hash>` of the inputs that need no engine (Dockerfile.base, the runtime
+lock, BASE_IMAGE's name): the machine that builds it pushes it, a machine without it (a fresh CI runner)
+pulls it instead of rebuilding it (~70 s and a PyPI download). The OS base's image ID, part of the local
+tag's hash, is not part of the cache's: the first base pushed for these inputs is the team's, and a machine
+that pulls it needs no OS base at all.
 """
 from __future__ import annotations
 
 import hashlib
 import subprocess
-import time
-from dataclasses import dataclass
 
 import docker
 
-from slipway.build.engine import BuildFailed, image_exists, pull, stream_build
+from slipway.build.cache import BuildCache
+from slipway.build.engine import BuildFailed, image_exists, stream_build
 from slipway.errors import SlipwayError
 from slipway.output import Reporter
 from slipway.project.config import Project
-from slipway.registry.client import RegistryClient
 
 BASE_REPOSITORY = "slipway-base"
 RUNTIME_LOCK = "requirements/runtime.txt"
@@ -84,83 +81,39 @@ def base_tag(client: docker.DockerClient, project: Project, os_base: str) -> str
 
 
 def cache_key(project: Project) -> str:
-    """The base's tag in the registry cache: Dockerfile.base, the runtime lock and BASE_IMAGE's name, hashed
-    without the engine (a machine that has no OS base can still look the base up)."""
+    """The base's inputs as the build cache names them: Dockerfile.base, the runtime lock and BASE_IMAGE's
+    name, hashed without the engine (a machine that has no OS base can still look the base up)."""
     digest = _file_inputs(project)
     digest.update(b"os-base\0" + project.base_image.encode())
     return digest.hexdigest()[:16]
 
 
-@dataclass(frozen=True)
-class Base:
-    """The runtime base to build on, and whether it was pulled from the registry cache just now (then this
-    engine had no layer of it, so it has no layer cache for the builds on top either: build/layer_cache.py)."""
-
-    reference: str
-    pulled: bool = False
+def cache_tag(project: Project) -> str:
+    """The base's tag in the build cache: `base-<inputs>`."""
+    return f"base-{cache_key(project)}"
 
 
 def ensure_base(client: docker.DockerClient, project: Project, reporter: Reporter,
-                cache: RegistryClient | None = None) -> str:
+                cache: BuildCache | None = None) -> str:
     """Return the runtime base image to build on. Without `cache`: `slipway-base:<hash>`, built only when
-    its inputs changed. With `cache` (a client for the environment's cache repository): the cached base,
-    `<registry>/<cache repository>:<key>`, pulled when the engine lacks it, else built and pushed there."""
-    return resolve_base(client, project, reporter, cache).reference
-
-
-def resolve_base(client: docker.DockerClient, project: Project, reporter: Reporter,
-                 cache: RegistryClient | None = None) -> Base:
+    its inputs changed. With `cache` (the environment's build cache, build/cache.py): the cached base,
+    `<registry>/<cache repository>:base-<inputs>`, pulled when the engine lacks it, else built and pushed."""
     if cache is None:
-        return Base(build_base(client, project, reporter))
-    return cached_base(client, project, reporter, cache)
-
-
-def cached_base(client: docker.DockerClient, project: Project, reporter: Reporter, cache: RegistryClient) -> Base:
-    key = cache_key(project)
-    repository = f"{cache.host}/{cache.repository}"
-    reference = f"{repository}:{key}"
+        return build_base(client, project, reporter)
+    tag = cache_tag(project)
+    reference = cache.reference(tag)
     if image_exists(client, reference):
         reporter.step(f"base image {reference} is up to date")
-        return Base(reference)
-    try:
-        held = cache.manifest_digest(key)
-    except SlipwayError as exc:
-        reporter.warn(f"the base image cache {repository} cannot be read ({exc.message}); building the base here")
-        return Base(build_base(client, project, reporter, {INPUTS_LABEL: key}))
-    if held is not None and _pull(client, cache, repository, key, reporter):
-        return Base(reference, pulled=True)
-    tag = build_base(client, project, reporter, {INPUTS_LABEL: key})
-    client.images.get(tag).tag(repository, key)
-    _push(client, cache, repository, key, reporter)
-    return Base(reference)
-
-
-def _pull(client: docker.DockerClient, cache: RegistryClient, repository: str, key: str, reporter: Reporter) -> bool:
-    reporter.step(f"pulling base image {repository}:{key} from the cache (instead of building it)")
-    started = time.monotonic()
-    try:
-        with reporter.group(f"docker pull {repository}:{key}"):
-            pull(client, repository, key, cache.auth_config(), reporter.detail)
-    except SlipwayError as exc:
-        reporter.warn(f"{exc.message[:300]}; building the base here")
-        return False
-    reporter.step(f"pulled base image {repository}:{key} ({time.monotonic() - started:.1f} s)")
-    return True
-
-
-def _push(client: docker.DockerClient, cache: RegistryClient, repository: str, key: str, reporter: Reporter) -> None:
-    """Push the base just built to the cache, unless another machine pushed one for the same inputs meanwhile
-    (either is a good base; an immutable repository would refuse a second one anyway)."""
-    from slipway.registry.push import push_image
-
-    try:
-        if cache.manifest_digest(key) is not None:
-            reporter.step(f"{repository}:{key} was pushed meanwhile by another build: keeping that one there")
-            return
-        push_image(client, cache, client.images.get(f"{repository}:{key}"), [key], reporter)
-    except SlipwayError as exc:
-        reporter.warn(f"the base image could not be cached in {repository} ({exc.line()}); the next fresh "
-                      "machine will build it again")
+        return reference
+    held = cache.holds(tag, reporter)
+    if held is None:  # the cache cannot be read: the engine-local base
+        return build_base(client, project, reporter, {INPUTS_LABEL: cache_key(project)})
+    if held and cache.pull(client, tag, "base image", reporter):
+        return reference
+    local = build_base(client, project, reporter, {INPUTS_LABEL: cache_key(project)})
+    client.images.get(local).tag(cache.repository, tag)
+    cache.push(client, reference, tag, "base image", reporter)
+    return reference
 
 
 def build_base(client: docker.DockerClient, project: Project, reporter: Reporter,

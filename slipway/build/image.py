@@ -26,7 +26,9 @@ import docker
 
 from slipway.build import release_layer
 from slipway.build.assemble import AssembledImage, assemble, load_archive
+from slipway.build.base import cache_tag as base_cache_tag
 from slipway.build.base import ensure_base
+from slipway.build.cache import BuildCache
 from slipway.build.engine import BuildFailed, image_exists, stream_build
 from slipway.build.layers import FileEntry, Layer, files_from_commit, files_from_tree, write_layer
 from slipway.build.probe import probe_requests, run_probe
@@ -36,7 +38,6 @@ from slipway.output import Reporter
 from slipway.project.config import Project
 from slipway.project.declarations import Declarations
 from slipway.project.git import GitFacts
-from slipway.registry.client import RegistryClient
 
 REVISION_LABEL = "org.opencontainers.image.revision"
 CREATED_LABEL = "org.opencontainers.image.created"
@@ -149,17 +150,30 @@ def _context_tar(project: Project, files: list[str]) -> io.BytesIO:
 
 
 def build_content(engine: docker.DockerClient, project: Project, facts: GitFacts, reporter: Reporter,
-                  nocache: bool = False, base_cache: RegistryClient | None = None) -> ContentImage:
+                  nocache: bool = False, cache: BuildCache | None = None) -> ContentImage:
     """The content image for these inputs: the engine's when it has it, else built (the runtime base first,
-    when its inputs changed, or pulled from `base_cache`, the environment's cache repository)."""
-    base = ensure_base(engine, project, reporter, base_cache)
+    when its inputs changed). With `cache` (the environment's build cache, build/cache.py) a missing content
+    image is pulled from it when it holds one for these inputs — the base comes with it — and one built here
+    is pushed there."""
+    # With a cache the base's reference is known without the engine, so the content image is looked for first.
+    base = cache.reference(base_cache_tag(project)) if cache is not None else ensure_base(engine, project, reporter)
+    config = project.config.image
     files = content_files(project)
     inputs = content_inputs(project, base, files)
-    config = project.config.image
     tag = f"{config.name}:content-{inputs[:16]}"
     if image_exists(engine, tag) and not nocache:
         reporter.step(f"content image {tag} is up to date (no build)")
         return ContentImage(tag, inputs, engine.api.inspect_image(tag))
+    cached = f"content-{inputs[:16]}"
+    if cache is not None and not nocache:
+        held = cache.holds(cached, reporter)
+        if held is None:  # unreadable (warned): build as a machine without an environment does
+            return build_content(engine, project, facts, reporter)
+        if held and cache.pull(engine, cached, "content image", reporter):
+            engine.images.get(cache.reference(cached)).tag(config.name, tag.split(":", 1)[1])
+            return ContentImage(tag, inputs, engine.api.inspect_image(tag))
+    if cache is not None and ensure_base(engine, project, reporter, cache) != base:  # pulled, or built and pushed
+        return build_content(engine, project, facts, reporter, nocache)  # the cache went away meanwhile (warned)
     reporter.step(f"building the content image {tag} ({config.dockerfile})")
     with reporter.group(f"docker build {config.dockerfile}"):
         stream = engine.api.build(
@@ -173,6 +187,8 @@ def build_content(engine: docker.DockerClient, project: Project, facts: GitFacts
             raise SlipwayError(f"{config.dockerfile}: image build failed at {exc}",
                                "fix that step and rebuild (`python build.py image --verbose` shows the whole "
                                "build output)") from exc
+    if cache is not None:
+        cache.push(engine, tag, cached, "content image", reporter)
     return ContentImage(tag, inputs, engine.api.inspect_image(tag))
 
 

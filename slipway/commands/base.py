@@ -1,5 +1,5 @@
 """`build.py base [--env ENV]`: build (or reuse) the runtime base image; `--os-only` stops at the OS base.
-With --env, the base comes from (or is pushed to) that environment's registry cache."""
+With --env, the base comes from (or is pushed to) that environment's build cache in its registry."""
 from slipway.build.base import ensure_base, ensure_os_base
 from slipway.commands import workspace
 from slipway.target import open_target
@@ -9,7 +9,7 @@ def add_arguments(parser, verb):
     parser.add_argument("--os-only", action="store_true",
                         help="only make sure an OS base exists (pull BASE_IMAGE or bootstrap Debian)")
     parser.add_argument("--env", default=None, metavar="ENV",
-                        help="use (and fill) this environment's base image cache in its registry")
+                        help="use (and fill) this environment's build cache in its registry")
 
 
 def run(args, reporter):
@@ -17,6 +17,6 @@ def run(args, reporter):
     if args.os_only:
         ref = ensure_os_base(ws.engine, ws.project, reporter)
     else:
-        cache = open_target(ws.project, args.env).base_cache() if args.env else None
+        cache = open_target(ws.project, args.env).build_cache() if args.env else None
         ref = ensure_base(ws.engine, ws.project, reporter, cache)
     reporter.result({"image": ref}, human=ref)

@@ -1,7 +1,7 @@
 """`build.py image [--env ENV]`: build HEAD's release image (and its base, when the base's inputs changed).
 
-With --env, the runtime base is taken from that environment's registry cache when this engine lacks it (and
-pushed there after a build); without it, the base is built and kept locally only.
+With --env, the runtime base and the content image are taken from that environment's build cache (in its
+registry) when this engine lacks them, and pushed there after a build; without it, they stay local.
 """
 from slipway import pipeline, results
 from slipway.commands import workspace
@@ -12,8 +12,8 @@ def add_arguments(parser, verb):
     parser.add_argument("--allow-dirty", action="store_true",
                         help="build from a dirty tree; tags get -dirty and only `local` accepts them")
     parser.add_argument("--env", default=None, metavar="ENV",
-                        help="pull the runtime base from this environment's registry cache (push it there after "
-                             "building it); default: build it locally")
+                        help="pull the base and content images from this environment's build cache (push them "
+                             "there after building them); default: build and keep them locally")
 
 
 def run(args, reporter):

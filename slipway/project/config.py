@@ -21,7 +21,7 @@ LOCAL_ENVIRONMENT = "local"
 # A Kubernetes object name (DNS-1123 subdomain), and a Prefect block document name.
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _BLOCK_NAME = re.compile(r"[a-z0-9-]+")
-BASE_CACHE_NAME = "slipway-base"  # the default cache repository: <repository>/slipway-base
+BUILD_CACHE_NAME = "slipway-cache"  # the default cache repository: <repository>/slipway-cache
 
 
 class _Strict(BaseModel):
@@ -102,12 +102,12 @@ class EnvironmentConfig(_Strict):
     tags: list[str] = Field(default_factory=list)
     # Paths of this environment's job_variables that look like secrets but are not (project/secrets.py).
     not_secret: list[str] = Field(default_factory=list)
+    # The repository, in this environment's registry, of the build cache: the runtime base and the content
+    # image, built once, pushed there, pulled by every machine that lacks them (`release --env`, what
+    # `make image deploy` runs). Default: `<repository>/slipway-cache` (a policy on `<repository>*` covers it).
+    cache_repository: str | None = None
 
     _not_secret_paths = field_validator("not_secret")(classmethod(lambda cls, v: check_not_secret_paths(v)))
-    # The repository, in this environment's registry, where the runtime base image is cached: built once,
-    # pushed there, pulled by every machine that lacks it (`release --env`, `image --env`). Default:
-    # `<repository>/slipway-base` (so a policy granting `<repository>*` covers it).
-    cache_repository: str | None = None
 
     # --- pull credentials (issue 16): how the flow-run container's image pull authenticates, where the node
     # does not already trust the registry. Infrastructure, not part of a release: a rollback uses the working
@@ -145,8 +145,8 @@ class EnvironmentConfig(_Strict):
     def image_repository(self) -> str:
         return f"{self.registry.host}/{self.repository}"
 
-    def base_cache_repository(self) -> str:
-        return self.cache_repository or f"{self.repository}/{BASE_CACHE_NAME}"
+    def build_cache_repository(self) -> str:
+        return self.cache_repository or f"{self.repository}/{BUILD_CACHE_NAME}"
 
 
 class ImageConfig(_Strict):

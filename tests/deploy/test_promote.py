@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from tests.deploy.conftest import prefect_state, remove_tags_containing, slipway_config
+from tests.kit.repo import git
 
 pytestmark = pytest.mark.docker
 
@@ -98,12 +99,15 @@ def test_a_promoted_release_is_deployed_and_rolled_back_in_the_destination_witho
     # A second release goes the same way; then prod rolls back to the first, promoted, release.
     project.write("deployments.yaml", project.root.joinpath("deployments.yaml").read_text().replace(
         "Say hello every hour.", "Say hello every hour, again."))
-    second_sha = project.commit("second release")
+    git(project.root, "add", "-A")
+    git(project.root, "commit", "-q", "-m", "second release", date="2026-02-03T04:05:06+00:00")  # newer
+    second_sha = project.sha()
     project.tag_head_image()
     second = cli("deploy", "--env", "local", "--json", "--root", root)
     assert second.code == 0, second.stderr
     with no_engine():
-        assert cli("promote", "--from", "local", "--to", "prod", "--root", root).code == 0
+        again = cli("promote", "--from", "local", "--to", "prod", "--json", "--root", root)
+        assert again.code == 0, again.stderr
         assert cli("deploy", "--env", "prod", "--root", root).code == 0
         listing = cli("releases", "--env", "prod", "--json", "--root", root)
         rolled = cli("rollback", "--env", "prod", "--to", first_sha[:12], "--json", "--root", root)
