@@ -103,6 +103,9 @@ class BuildFailed(Exception):
         super().__init__(f"step '{step}': {detail}")
 
 
+PULL_FIX = "check that the Docker engine reaches the registry and that the credentials may pull from it"
+
+
 def pull(client: docker.DockerClient, repository: str, tag: str, auth_config: dict | None, on_line) -> None:
     """Pull `repository:tag` into the engine (credentials as docker-py's auth_config: an API header, never
     argv); a failure is a SlipwayError with the engine's message."""
@@ -110,11 +113,11 @@ def pull(client: docker.DockerClient, repository: str, tag: str, auth_config: di
         for line in client.api.pull(repository, tag=tag, stream=True, decode=True, auth_config=auth_config):
             if "error" in line or "errorDetail" in line:
                 message = (line.get("errorDetail") or {}).get("message") or line.get("error") or "unknown error"
-                raise SlipwayError(f"pulling {repository}:{tag} failed: {message}")
+                raise SlipwayError(f"pulling {repository}:{tag} failed: {message}", PULL_FIX)
             status = line.get("status")
             if status and status not in ("Downloading", "Extracting", "Waiting"):
                 on_line(f"{line['id']}: {status}" if line.get("id") else status)
     except docker.errors.APIError as exc:
-        raise SlipwayError(f"pulling {repository}:{tag} failed: {' '.join(str(exc.explanation or exc).split())}") \
-            from exc
+        raise SlipwayError(f"pulling {repository}:{tag} failed: {' '.join(str(exc.explanation or exc).split())}",
+                           PULL_FIX) from exc
 
