@@ -38,6 +38,7 @@ from tests.push.test_cloud_registries import moto_ecr  # noqa: F401  (the ECR fi
 
 pytestmark = pytest.mark.docker
 
+TOKEN_USER, TOKEN_PASSWORD = "promote-token-user", "promote-token-secret-61d"
 SMALL_CHUNK = 64 * 1024  # upload chunk in these tests: the larger layer goes up in several PATCHes
 PAYLOAD_BYTES = 300 * 1024  # random (incompressible) bytes of the larger layer
 
@@ -53,16 +54,32 @@ def flaky_registry(start_registry):
     return start_registry("promote-flaky", port=free_port())
 
 
+@pytest.fixture(scope="module")
+def token_registry(start_registry):
+    """A registry with Bearer-token authentication (as ACR, Harbor, Docker Hub): the real registry checks every
+    token's grants; the kit's token service issues them (tests/kit/token_auth.py) and records their claims."""
+    from tests.kit.token_auth import TokenService
+
+    tokens = TokenService(TOKEN_USER, TOKEN_PASSWORD)
+    env, files = tokens.registry_settings()
+    registry = start_registry("promote-tokens", env=env, files=files)
+    yield tokens, registry
+    tokens.close()
+
+
 @pytest.fixture(autouse=True)
 def small_chunks(monkeypatch):
     monkeypatch.setattr("slipway.registry.client.CHUNK_BYTES", SMALL_CHUNK)
 
 
-def write_config(root: Path, name: str, source_address: str, dest_address: str, flaky_address: str) -> None:
+def write_config(root: Path, name: str, source_address: str, dest_address: str, flaky_address: str,
+                 token_address: str) -> None:
     common = {"prefect": {"api_url": "http://127.0.0.1:9/api"}, "work_pool": {"name": "p", "type": "docker"}}
     open_source = {"kind": "generic", "address": source_address, "insecure": True}
     secured = {"kind": "generic", "address": dest_address, "insecure": True,
                "username_env": "PUSH_TEST_USER", "password_env": "PUSH_TEST_PASSWORD"}
+    tokens = {"kind": "generic", "address": token_address, "insecure": True,
+              "username_env": "TOKEN_TEST_USER", "password_env": "TOKEN_TEST_PASSWORD"}
     config = {"image": {"name": name}, "environments": {
         "local": {"registry": open_source, "repository": name, **common},
         "prod": {"registry": secured, "repository": f"prod/{name}", **common},
@@ -71,22 +88,28 @@ def write_config(root: Path, name: str, source_address: str, dest_address: str, 
         "flaky": {"registry": {**open_source, "address": flaky_address}, "repository": name, **common},
         "aws": {"registry": {"kind": "ecr", "address": dest_address, "account_id": ECR_ACCOUNT, "region": "eu-west-1",
                              "insecure": True}, "repository": f"aws/{name}", **common},
+        # Two repositories of the Bearer-token registry.
+        "tokens": {"registry": tokens, "repository": f"tokens/{name}", **common},
+        "tokens-next": {"registry": tokens, "repository": f"tokens-next/{name}", **common},
     }}
     (root / "slipway.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 
 @pytest.fixture
-def repo(tmp_path, open_registry, registry, flaky_registry, monkeypatch):
+def repo(tmp_path, open_registry, registry, flaky_registry, token_registry, monkeypatch):
     name = f"promote-{uuid.uuid4().hex[:10]}"
     root = tmp_path / "repo"
     root.mkdir()
-    write_config(root, name, open_registry.address, registry.address, flaky_registry.address)
+    write_config(root, name, open_registry.address, registry.address, flaky_registry.address,
+                 token_registry[1].address)
     git(root, "init", "-q", "-b", "main")
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "release")
     git(root, "tag", "v1.0.0")
     monkeypatch.setenv("PUSH_TEST_USER", USER)
     monkeypatch.setenv("PUSH_TEST_PASSWORD", PASSWORD)
+    monkeypatch.setenv("TOKEN_TEST_USER", TOKEN_USER)
+    monkeypatch.setenv("TOKEN_TEST_PASSWORD", TOKEN_PASSWORD)
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
     return root
 
@@ -233,6 +256,33 @@ def test_promote_within_one_registry_mounts_every_blob(repo, released, open_regi
     assert completed_uploads(open_registry, neighbour) == ["sha256:" + hashlib.sha256(b"{}").hexdigest()]
 
 
+def test_promote_with_bearer_tokens_mounts_with_a_token_that_may_read_the_source(
+        repo, released, token_registry, open_registry, cli, block_engine):
+    """ACR-like registries grant each token per repository: a mount needs pull on the source repository as well
+    as push on the destination, in one token; the registry itself checks the grants."""
+    tokens, registry = token_registry
+    source = released("tokens")
+    block_engine()
+    name = load_project(repo).config.image.name
+
+    code, out, err = cli(repo, "promote", "--from", "tokens", "--to", "tokens-next", "--ref", "v1.0.0", "--any",
+                         "--json")
+
+    assert code == 0, err
+    assert json.loads(out)["digest"] == source["digest"] and json.loads(out)["copied_blobs"] == 0  # all mounted
+    mounts = [ln for ln in registry.access_log().splitlines()
+              if f"/v2/tokens-next/{name}/blobs/uploads/?mount=sha256" in ln and "http.response.status=201" in ln]
+    assert len(mounts) == 3
+    grants = [sorted((a["name"], tuple(a["actions"])) for a in claims["access"]) for claims in tokens.issued]
+    assert sorted([(f"tokens-next/{name}", ("pull", "push")), (f"tokens/{name}", ("pull",))]) in grants
+
+    # And out of the token registry, streamed to another registry.
+    code, out, err = cli(repo, "promote", "--from", "tokens", "--to", "local", "--ref", "v1.0.0", "--any", "--json")
+
+    assert code == 0, err
+    assert json.loads(out)["copied_blobs"] == 3 and open_registry.digest(name, "v1.0.0") == source["digest"]
+
+
 def test_an_index_is_copied_child_by_child_with_its_digest(repo, released, open_registry, registry):
     released()
     project = load_project(repo)
@@ -361,7 +411,7 @@ REJECTED = ("error: registry {registry} rejected the credentials in $PUSH_TEST_U
 BAD_INPUT = {
     "unknown environment": (["--from", "local", "--to", "nowhere"], {},
                             "error: slipway.yaml: unknown environment 'nowhere'; use one of: aws, flaky, local, "
-                            "neighbour, prod (or add it under 'environments:')"),
+                            "neighbour, prod, tokens, tokens-next (or add it under 'environments:')"),
     "same environment": (["--from", "prod", "--to", "prod"], {},
                          "error: promote copies a release between two environments; got 'prod' twice; pass --to "
                          "another environment of slipway.yaml"),
