@@ -468,3 +468,42 @@ def test_secrets_never_reach_the_record(repo, released, registry, cli, block_eng
     record = raw_manifest(registry, f"prod/{name}", record_tag(digest))[1]
     assert PASSWORD.encode() not in record and base64.b64encode(PASSWORD.encode()) not in record
     assert json.loads(record)["subject"]["digest"] == digest
+
+
+def test_a_tag_the_destination_refuses_midway_is_one_line_naming_what_was_tagged(
+        repo, released, registry, cli, monkeypatch, block_engine):
+    """The registry refuses the second tag (as an immutable repository does when another job tagged it first):
+    the line says which tags were written and which not, and the same command finishes the job."""
+    from slipway.errors import SlipwayError
+    from slipway.registry import client as client_module
+
+    source = released()
+    block_engine()
+    facts = read_git_facts(repo)
+    dest_repo = f"prod/{load_project(repo).config.image.name}"
+    real_put = client_module.RegistryClient.put_manifest
+
+    def put(self, reference, manifest):
+        if reference == facts.short_sha:
+            raise SlipwayError(f"registry {self.host} answered PUT /v2/{self.repository}/manifests/{reference} with "
+                               "HTTP 400: TAG_INVALID manifest tag is immutable", "check the registry")
+        return real_put(self, reference, manifest)
+
+    monkeypatch.setattr(client_module.RegistryClient, "put_manifest", put)
+    code, out, err = cli(repo, "promote", "--from", "local", "--to", "prod", "--ref", "v1.0.0", "--any")
+
+    assert code == 1 and out == ""
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert errors == [f"error: tagging {registry.address}/{dest_repo}@{source['digest'][:19]} failed (registry "
+                      f"{registry.address} answered PUT /v2/{dest_repo}/manifests/{facts.short_sha} with HTTP 400: "
+                      f"TAG_INVALID manifest tag is immutable); tagged: {facts.sha}; not tagged: {facts.short_sha}, "
+                      "v1.0.0; run the same command again: the copy is complete, only the tags are written"]
+    assert registry.tags(dest_repo) == [facts.sha]
+
+    monkeypatch.setattr(client_module.RegistryClient, "put_manifest", real_put)
+    code, out, err = cli(repo, "promote", "--from", "local", "--to", "prod", "--ref", "v1.0.0", "--any", "--json")
+
+    assert code == 0, err
+    assert json.loads(out)["copied_blobs"] == 0
+    assert sorted(t for t in registry.tags(dest_repo) if not t.endswith(".promotion")) == \
+        sorted([facts.sha, facts.short_sha, "v1.0.0"])
