@@ -117,6 +117,11 @@ class BenchRepo:
         local["work_pool"]["name"] = SLIPWAY_POOL
         repo.write("slipway.yaml", yaml.safe_dump(config, sort_keys=False))
         repo.write(INCUMBENT_DOCKERFILE, incumbent_dockerfile(base_image, marker))
+        # .dockerignore is an allowlist without the code paths (slipway writes them as its own layers and leaves
+        # them out of the content image's context whatever this file says); the incumbent's Dockerfile copies
+        # them itself, so they go in the build context both tools are given.
+        ignore = (repo.root / ".dockerignore").read_text()
+        repo.write(".dockerignore", ignore + "\n# bench: the incumbent's Dockerfile copies the code paths\n!data/\n!flows/\n")
         repo.commit("bench: point local at the bench stack; the incumbent's Dockerfile")
         # `make` finds the tool's virtualenv where a clone has it (.venv is ignored: the tree stays clean).
         (repo.root / ".venv").symlink_to(REPO_ROOT / ".venv")
