@@ -254,7 +254,8 @@ def test_each_environment_gets_the_prefect_credential_its_server_takes():
     for env, job in release.items():
         prefect = config[env]["prefect"]
         variable = prefect.get("auth_string_env") or prefect.get("api_key_env")
-        (step,) = [s for s in job["steps"] if s.get("run", "").startswith("make image deploy")]
+        # The step that writes to Prefect: staging's release, prod's deploy of the promoted image.
+        (step,) = [s for s in job["steps"] if s.get("run", "").startswith(("make image deploy", "make deploy"))]
         assert step["env"][variable] == f"${{{{ secrets.{variable} }}}}", env
         assert {k for k in step["env"] if k.startswith("PREFECT_")} == {variable}, env
     (step,) = [s for s in _load("rollback.yml")["jobs"]["rollback"]["steps"] if s.get("name") == "make rollback"]

@@ -113,7 +113,7 @@ def test_a_promoted_release_is_deployed_and_rolled_back_in_the_destination_witho
         rolled = cli("rollback", "--env", "prod", "--to", first_sha[:12], "--json", "--root", root)
 
     assert listing.code == 0, listing.stderr
-    rows = listing.json()
+    rows = listing.json()["releases"]
     assert [r["revision"] for r in rows] == [second_sha, first_sha]
     assert [r["live"] for r in rows] == [True, False]
     local_repository = f"{project.registry.address}/{project.name}"
