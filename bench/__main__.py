@@ -14,6 +14,7 @@ import io
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 import traceback
@@ -58,6 +59,12 @@ FIGURES = {
     "cold_runner_release_s": (None, None, "(h) s: slipway's release from the empty engine"),
 }
 SCENARIOS = ("a", "b", "d", "e", "h")
+
+
+def measured_commit() -> str:
+    """HEAD of the working tree the bench snapshots, `-dirty` when it had uncommitted changes."""
+    run = lambda *args: subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()  # noqa: E731
+    return run("rev-parse", "HEAD") + ("-dirty" if run("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def verdict(key: str, value) -> str:
@@ -159,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         "errors": errors,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "commit": measured_commit(),  # the README's table quotes this file: which code it measured
         "wall_seconds": round(time.monotonic() - started, 1),
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,10 @@ def uploaded_bytes(stack: BenchStack, since: float, repository: str) -> dict:
     layers = manifests = 0
     uploads, manifest_puts = [], []
     for req in stack.registry_requests_since(since):
-        if f"/v2/{repository}/" not in req["path"] or req["status"] >= 300:
+        # Exactly this repository: the build cache (<repository>/slipway-cache) is a repository of its own.
+        path = req["path"].split("?", 1)[0]
+        if not path.startswith((f"/v2/{repository}/blobs/", f"/v2/{repository}/manifests/")) \
+                or req["status"] >= 300:
             continue
         if req["method"] == "PUT" and "/blobs/uploads/" in req["path"]:
             query = urllib.parse.parse_qs(urllib.parse.urlparse(req["path"]).query)
