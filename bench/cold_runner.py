@@ -147,7 +147,9 @@ def empty_engine(stack: BenchStack) -> dict:
             break
     remaining = own_image_ids(stack)
     if remaining:
-        raise RuntimeError(f"the engine still holds {len(remaining)} image(s) of this benchmark: not a cold run")
+        held = [f"{i[7:19]} {stack.client.images.get(i).tags or '(untagged)'}" for i in sorted(remaining)]
+        raise RuntimeError(f"the engine still holds {len(remaining)} image(s) of this benchmark: not a cold run "
+                           f"({'; '.join(held)})")
     stack.images.clear()
     return {"removed": len(ids)}
 
