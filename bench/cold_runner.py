@@ -113,12 +113,20 @@ def own_image_ids(stack: BenchStack) -> set[str]:
     """Every image of this run: built on its base (the bench label, inherited by everything built on it),
     labelled with its repository as source, tagged on its registry, or recorded by the benchmark."""
     client = stack.client
-    ids = set(stack.images)
+    ids = {image_id for image_id in stack.images if _exists(client, image_id)}  # recorded, and not removed since
     for label in (stack.label, f"org.opencontainers.image.source={stack.workdir / 'repo'}"):
         ids |= {image.id for image in client.images.list(all=True, filters={"label": label})}
     prefix = f"{stack.registry_address}/"
     ids |= {image.id for image in client.images.list() if any(t.startswith(prefix) for t in image.tags)}
     return ids
+
+
+def _exists(client, image_id: str) -> bool:
+    try:
+        client.images.get(image_id)
+    except Exception:  # noqa: BLE001 - docker.errors.ImageNotFound (docker is imported lazily here)
+        return False
+    return True
 
 
 def empty_engine(stack: BenchStack) -> dict:
