@@ -356,6 +356,29 @@ def test_make_promote_runs_the_verb(repo, released, registry):
                                           f"{source['digest']}"
 
 
+def test_two_promotes_of_one_release_at_once_both_finish_on_the_same_digest(repo, released, registry):
+    """Two CI jobs (or a person and a job) promoting the same release together: blobs go up twice at worst,
+    tags name the same digest whoever writes them last, and the write-once promotion record is kept once."""
+    source = released()
+    name = load_project(repo).config.image.name
+    dest_repo = f"prod/{name}"
+    command = [str(REPO_ROOT / ".venv" / "bin" / "python"), str(REPO_ROOT / "build.py"), "promote", "--from",
+               "local", "--to", "prod", "--ref", "v1.0.0", "--any", "--json", "--root", str(repo)]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outcomes = [(run.wait(timeout=300), *run.communicate()) for run in runs]
+
+    for code, out, err in outcomes:
+        assert code == 0, err
+        assert "Traceback" not in err, err
+        assert json.loads(out)["digest"] == source["digest"]
+    assert sum(json.loads(out)["copied_blobs"] for _, out, _ in outcomes) >= 3  # this test's copy: config, 2 layers
+    facts = read_git_facts(repo)
+    for tag in (facts.sha, facts.short_sha, "v1.0.0"):
+        assert registry.digest(dest_repo, tag) == source["digest"]
+    assert sorted(registry.tags(dest_repo)) == sorted([facts.sha, facts.short_sha, "v1.0.0",
+                                                       record_tag(source["digest"])])
+
+
 # -- an interrupted copy ------------------------------------------------------------------------------------
 
 def test_a_copy_interrupted_by_the_destination_dying_moves_no_tag_and_a_rerun_completes_it(
