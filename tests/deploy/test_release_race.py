@@ -154,16 +154,21 @@ def assert_refused_in_one_line(outcome: Outcome, *fragments: str) -> None:
         assert fragment in outcome.errors[0], outcome.errors[0]
 
 
+def one_then_the_other(lineage, first: str, second: str) -> tuple[Outcome, Outcome]:
+    """`first` deploys and holds the lease at its first write; `second` starts one second later and waits."""
+    lineage.hold_first_write_until_the_lease_is_refused()
+    started = lineage.start(first)
+    lineage.wait_until_the_lease_is_taken()
+    time.sleep(1)
+    then = lineage.start(second)
+    return started.finish(), then.finish()
+
+
 def test_two_deploys_end_on_the_newer_release_in_any_order(lineage):
     c_sha = lineage.shas["c"][:12]
 
     # C, then B one second later: B waits for C's lease, then the guard refuses it.
-    lineage.hold_first_write_until_the_lease_is_refused()
-    c = lineage.start("c")
-    lineage.wait_until_the_lease_is_taken()
-    time.sleep(1)
-    b = lineage.start("b")
-    c_done, b_done = c.finish(), b.finish()
+    c_done, b_done = one_then_the_other(lineage, "c", "b")
     assert c_done.code == 0, c_done.stderr
     assert "waiting for another release of 'local' to finish (" in b_done.stderr, b_done.stderr
     assert_refused_in_one_line(b_done, f"'local' runs {c_sha}, a newer commit than HEAD", "would downgrade it")
@@ -177,12 +182,7 @@ def test_two_deploys_end_on_the_newer_release_in_any_order(lineage):
 
     # B, then C one second later: C waits for B's lease, then releases over it. Both succeed.
     lineage.reset_to_a()
-    lineage.hold_first_write_until_the_lease_is_refused()
-    b = lineage.start("b")
-    lineage.wait_until_the_lease_is_taken()
-    time.sleep(1)
-    c = lineage.start("c")
-    b_done, c_done = b.finish(), c.finish()
+    b_done, c_done = one_then_the_other(lineage, "b", "c")
     assert b_done.code == 0 and c_done.code == 0, (b_done.stderr, c_done.stderr)
     assert "waiting for another release of 'local' to finish (" in c_done.stderr
     assert_runs_c(lineage)
