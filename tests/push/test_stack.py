@@ -17,6 +17,8 @@ import uuid
 import docker
 import pytest
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from slipway.errors import SlipwayError
 from slipway.project.config import load_project
@@ -73,8 +75,19 @@ def server_log(engine, container: str) -> str:
     return engine.containers.get(container).logs().decode(errors="replace")
 
 
+def server_session() -> requests.Session:
+    """A session that retries a 503 as Prefect's own client does: a server just started on SQLite answers
+    `Service Unavailable` when its background services hold the database's write lock (the POSTs here are
+    upserts by name, so a retry is safe)."""
+    session = requests.Session()
+    retry = Retry(total=6, status_forcelist=(503,), allowed_methods=None, backoff_factor=0.5,
+                  raise_on_status=False)
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    return session
+
+
 def create_flow(api: str) -> dict:
-    resp = requests.post(f"{api}/flows/", json={"name": f"push-stack-{uuid.uuid4().hex[:6]}"}, timeout=10)
+    resp = server_session().post(f"{api}/flows/", json={"name": f"push-stack-{uuid.uuid4().hex[:6]}"}, timeout=10)
     assert resp.status_code in (200, 201), resp.text
     return resp.json()
 
@@ -91,14 +104,14 @@ def assert_schedules_runs(api: str) -> None:
     """A deployment with a one-minute interval gets scheduled flow runs from the server's scheduler (with
     SQLAlchemy 2.1 under Prefect 3.8.8 the scheduler failed every loop and created none)."""
     flow = create_flow(api)
-    deployment = requests.post(f"{api}/deployments/", timeout=10, json={
+    deployment = server_session().post(f"{api}/deployments/", timeout=10, json={
         "name": "every-minute", "flow_id": flow["id"],
         "schedules": [{"schedule": {"interval": 60}, "active": True}]})
     assert deployment.status_code in (200, 201), deployment.text
     deployment_id = deployment.json()["id"]
     deadline, runs = time.monotonic() + SCHEDULE_WITHIN, []
     while time.monotonic() < deadline:
-        runs = requests.post(f"{api}/flow_runs/filter", timeout=10, json={
+        runs = server_session().post(f"{api}/flow_runs/filter", timeout=10, json={
             "flow_runs": {"deployment_id": {"any_": [deployment_id]}}, "sort": "EXPECTED_START_TIME_ASC",
             "limit": 5}).json()
         if len(runs) >= 2:
