@@ -25,8 +25,9 @@ from functools import cached_property
 import anyio
 
 from slipway.build import release_layer
-from slipway.build.engine import docker_client
+from slipway.build.engine import docker_client, pull
 from slipway.build.image import (
+    CONTENT_LABEL,
     REVISION_LABEL,
     BuiltImage,
     build_content,
@@ -34,6 +35,7 @@ from slipway.build.image import (
     find_local_image,
     finish_image,
     probe_code,
+    reassemble,
     refuse_dirty,
 )
 from slipway.build.release_layer import ReleaseLayer
@@ -56,6 +58,7 @@ from slipway.project.declarations import Declarations, load_declarations, refuse
 from slipway.project.git import GitFacts, is_ancestor, read_git_facts
 from slipway.registry.copy import CopyResult, copy_image
 from slipway.registry.promotion import write_record
+from slipway.registry.publish import NotPublishable, content_in_cache, publish_assembled
 from slipway.registry.push import PushedImage, push_image
 from slipway.registry.releases import (
     Release,
@@ -95,6 +98,7 @@ class HeadRelease:
     layer: ReleaseLayer
     pushed: PushedImage | None  # None until the registry holds it
     local: object | None  # the docker-py Image to push, when the local engine has it
+    built: BuiltImage | None = None  # how that image was assembled, when this process built it
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,42 @@ def push(ws: Workspace, target: Target) -> PushedImage:
     if image is None:
         raise SlipwayError(f"no image {ws.project.config.image.name}:{ws.commit.image_tags()[0]} for HEAD "
                            f"({ws.commit.short_sha}) in the local engine", "run `make image` first")
-    return push_image(ws.engine, target.registry, image, ws.commit.image_tags(), ws.reporter)
+    built = None
+    if (image.labels or {}).get(CONTENT_LABEL):  # assembled by slipway: it has a release layer
+        layer = release_layer.read_from_local_image(ws.engine, image.id, image.labels or {},
+                                                    ws.project.config.image.app_dir)
+        built = reassemble(ws.engine, ws.project, ws.commit, image, layer)
+    return publish(ws, target, image, built)
+
+
+def publish(ws: Workspace, target: Target, local, built: BuiltImage | None) -> PushedImage:
+    """HEAD's local image to the environment's registry. As slipway assembled it (registry/publish.py: the
+    content image's layers mounted from the build cache, only the blobs the registry lacks uploaded, a digest
+    that follows from the commit) whenever the engine's image is exactly that assembly; otherwise — an image
+    made by another slipway version, a build cache that holds another build of the content image — through
+    the engine, as `docker push` would."""
+    tags = ws.commit.image_tags()
+    if built is not None and built.content is not None and built.assembled is not None:
+        cache = target.build_cache()
+        cached_tag = f"content-{built.content.inputs[:16]}"
+        held = cache.holds(cached_tag, ws.reporter)  # None: unreadable (warned)
+        if held is False:  # built here without the cache (a plain `make image`): cached now, once
+            cache.push(ws.engine, built.content.tag, cached_tag, "content image", ws.reporter)
+        try:
+            if held is None:
+                raise NotPublishable("the build cache cannot be read")
+            content = content_in_cache(cache.registry, cached_tag, built.content.image_id)
+            pushed = publish_assembled(target.registry, cache.registry, built.assembled, content, tags,
+                                       ws.reporter)
+        except NotPublishable as exc:
+            ws.reporter.warn(f"{exc}: pushing HEAD's image through the Docker engine instead")
+        else:
+            # The engine learns the image by its registry digest, as after `docker push`: the Docker worker
+            # then runs `<repository>@<digest>` without a pull. Only the manifest and slipway's few KB of
+            # layers travel; the engine holds every layer already.
+            pull(ws.engine, pushed.repository, pushed.digest, target.registry.auth_config(), ws.reporter.detail)
+            return pushed
+    return push_image(ws.engine, target.registry, local, tags, ws.reporter)
 
 
 # --- plan and deploy ---------------------------------------------------------------------------------------
@@ -282,8 +321,9 @@ async def apply_head(ws: Workspace, target: Target, api: PrefectApi, head: HeadR
             await guard_downgrade(ws, target, api, pool_name, head_digest)
         pushed = head.pushed
         if pushed is None:  # the first write to the registry
-            pushed = await anyio.to_thread.run_sync(
-                push_image, ws.engine, target.registry, head.local, ws.commit.image_tags(), ws.reporter)
+            pushed = await anyio.to_thread.run_sync(lambda: publish(
+                ws, target, head.local,
+                head.built or reassemble(ws.engine, ws.project, ws.commit, head.local, head.layer)))
         else:
             ws.reporter.step(f"{pushed.reference} is in the registry: nothing to push")
         result = await plan_pushed(api, validated, pushed, ws.commit, target, prune)
@@ -332,7 +372,8 @@ async def release(ws: Workspace, target: Target, allow_dirty: bool = False, allo
             pool = pool_state(config, ws.project, live_pool)
             layer = ReleaseLayer(files, await anyio.to_thread.run_sync(probe.result))
             built = finish_image(ws.engine, ws.project, content_image, code, layer, ws.commit, ws.reporter)
-            head = HeadRelease(built.reference, layer, None, find_local_image(ws.engine, ws.project, ws.commit))
+            head = HeadRelease(built.reference, layer, None, find_local_image(ws.engine, ws.project, ws.commit),
+                               built)
             validated = await validate_release(config, pool, layer, head.image,
                                                target.reference(PLACEHOLDER_DIGEST), ws.reporter)
             return built, await apply_head(ws, target, api, head, validated, allow_downgrade, prune, message)

@@ -280,3 +280,26 @@ def find_local_image(engine: docker.DockerClient, project: Project, facts: GitFa
                            "rebuild it with `make image`")
     return image
 
+
+
+def reassemble(engine: docker.DockerClient, project: Project, facts: GitFacts, local,
+               layer: ReleaseLayer) -> BuiltImage | None:
+    """HEAD's local image (`local`, a docker-py Image) made again in memory from its parts: the content image
+    its label names, the code layers from the commit, the release layer it holds (`layer`). Returned only when
+    that gives the very image the engine holds (the same ID), so the bytes slipway pushes are that image's;
+    None when it does not (an image made by another slipway version, or its content image removed)."""
+    inputs = (local.labels or {}).get(CONTENT_LABEL)
+    if not inputs:
+        return None
+    config = project.config.image
+    tag = f"{config.name}:content-{inputs[:16]}"
+    try:
+        content = ContentImage(tag, inputs, engine.api.inspect_image(tag))
+    except docker.errors.ImageNotFound:
+        return None
+    code = code_layers(project, facts)
+    release = release_layer_of(layer, config.app_dir, commit_epoch(facts))
+    image = assemble(content.info, [*code, release], commit_labels(facts, layer.config_hash), facts.commit_time)
+    if image.image_id != local.id:
+        return None
+    return BuiltImage(config.name, facts.image_tags(), facts.sha, image.image_id, layer, content, image)

@@ -83,7 +83,7 @@ def _copy_manifest(source: RegistryClient, dest: RegistryClient, digest: str, re
                  if d and d.get("mediaType") not in FOREIGN_LAYERS]
         with ThreadPoolExecutor(BLOB_WORKERS, thread_name_prefix="copy-blob") as pool:
             # list(): the first failure is raised here, after the blobs already started have finished.
-            list(pool.map(lambda blob: _copy_blob(source, dest, blob, reporter, result), _unique(blobs)))
+            list(pool.map(lambda blob: copy_blob(source, dest, blob, reporter, result), _unique(blobs)))
     _put_by_digest(dest, manifest)
     result.add(manifests_written=1)
 
@@ -104,7 +104,7 @@ def _put_by_digest(dest: RegistryClient, manifest: RawManifest) -> None:
                            "the destination registry rewrites manifests: promote cannot keep the digest there")
 
 
-def _copy_blob(source: RegistryClient, dest: RegistryClient, blob: dict, reporter: Reporter,
+def copy_blob(source: RegistryClient, dest: RegistryClient, blob: dict, reporter: Reporter,
                result: CopyResult) -> None:
     digest, size = blob["digest"], int(blob.get("size") or 0)
     if dest.blob_size(digest) is not None:
@@ -114,7 +114,7 @@ def _copy_blob(source: RegistryClient, dest: RegistryClient, blob: dict, reporte
     if same_registry(source, dest):
         upload = dest.mount_blob(digest, source.repository)
         if upload is None:
-            reporter.step(f"mounted {digest[:19]} ({_size(size)}) from {source.repository}")
+            reporter.step(f"mounted {digest[:19]} ({human_size(size)}) from {source.repository}")
             result.add(mounted_blobs=1)
             return
     else:
@@ -129,7 +129,7 @@ def _copy_blob(source: RegistryClient, dest: RegistryClient, blob: dict, reporte
         # The destination checked the digest when the upload closed; this only names the culprit.
         raise SlipwayError(f"{source.host}/{source.repository} served {hashed.size} bytes for {digest} "
                            f"({size} expected)", "check the source registry (or a proxy in front of it)")
-    reporter.step(f"copied {digest[:19]} ({_size(size)})")
+    reporter.step(f"copied {digest[:19]} ({human_size(size)})")
     result.add(copied_blobs=1, copied_bytes=size)
 
 
@@ -162,7 +162,7 @@ class _Hashed:
             yield bytes(buffer)
 
 
-def _size(n: int) -> str:
+def human_size(n: int) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
