@@ -47,6 +47,7 @@ FULL = {"file": "prefect-full.yaml", "dockerfile": "Dockerfile.prefect-full", "r
         "prefix": "f"}
 SAME_BASE = {"file": "prefect-cached-base.yaml", "dockerfile": "Dockerfile.prefect-cached-base",
              "repository": "bench-prefect-cached-base", "prefix": "c"}
+MIRROR_REPOSITORY = f"{SLIPWAY_REPOSITORY}-mirror"
 STEP_LINE = re.compile(r"^\[\s*([\d.]+)s\] (.*)$")
 
 
@@ -79,8 +80,20 @@ def prepare(stack: BenchStack, repo: BenchRepo, os_base: str) -> dict:
         repo.write(variant["file"], _yaml(incumbent_prefect_yaml(
             stack.registry_address, generated_deployments(DEPLOYMENTS, variant["prefix"]), True,
             dockerfile=variant["dockerfile"], repository=variant["repository"])))
-    repo.commit("bench: cold runner (a base of our own, the incumbents' Dockerfiles)")
+    # `mirror`: another repository of the same registry sharing `local`'s build cache, where a second clone
+    # pushes the same commit (same_commit_same_digest).
+    config = yaml_load(repo.root / "slipway.yaml")
+    config["environments"]["mirror"] = {**config["environments"]["local"], "repository": MIRROR_REPOSITORY,
+                                        "cache_repository": f"{SLIPWAY_REPOSITORY}/slipway-cache"}
+    repo.write("slipway.yaml", _yaml(config))
+    repo.commit("bench: cold runner (a base of our own, the incumbents' Dockerfiles, a mirror environment)")
     return {"cached_base": cached_base}
+
+
+def yaml_load(path):
+    import yaml
+
+    return yaml.safe_load(path.read_text())
 
 
 def _cache_key(repo: BenchRepo, os_base: str) -> str:
@@ -241,15 +254,46 @@ def measure(stack: BenchStack, repo: BenchRepo, runs: int, os_base: str) -> dict
               f"{row['prefect_full_s']:.1f} s, prefect (cached base) {row['prefect_same_base_s']:.1f} s; "
               f"slipway phases {row['slipway_phases']}", flush=True)
     base_bytes = _compressed_size(stack, setup["cached_base"])
+    same = same_commit_same_digest(stack, repo, env)
     return {
         "figures": {
+            "same_commit_same_digest": same["same"],
             "cold_runner_release_ratio_vs_prefect": median([p["ratio"] for p in pairs]),
             "cold_runner_release_ratio_vs_prefect_same_base": median([p["ratio_same_base"] for p in pairs]),
             "cold_runner_release_s": median([p["slipway_s"] for p in pairs]),
         },
         "details": {"cold_runner": {"runs": pairs, "warm_up": warm, "cached_base": setup["cached_base"],
-                                    "cached_base_compressed_bytes": base_bytes, "os_base": os_base}},
+                                    "cached_base_compressed_bytes": base_bytes, "os_base": os_base},
+                    "same_commit_same_digest": same},
     }
+
+
+def same_commit_same_digest(stack: BenchStack, repo: BenchRepo, env: dict) -> dict:
+    """HEAD released from an empty engine (`build.py release --env local`); the engine emptied again; a second
+    clone of the same commit builds (`image --env mirror`: the content image from the shared build cache) and
+    pushes to the mirror repository. Same digest?"""
+    import json
+    import shutil
+
+    from tests.kit.repo import git
+
+    empty_engine(stack)
+    _, _, first = slipway_release(stack, repo, env)
+    first_digest = first["deploy"]["reference"].rpartition("@")[2]
+    empty_engine(stack)
+    clone = stack.workdir / "clone-two"
+    shutil.rmtree(clone, ignore_errors=True)
+    git(stack.workdir, "clone", "-q", str(repo.root), str(clone))
+    git(repo.root, "remote", "add", "origin", str(repo.root))  # both clones name one source (an image label)
+    try:
+        run_timed([PYTHON, "build.py", "image", "--env", "mirror", "--json", "--root", str(clone)], repo.root, env)
+        _, proc = run_timed([PYTHON, "build.py", "push", "--env", "mirror", "--json", "--root", str(clone)],
+                            repo.root, env)
+        second_digest = json.loads(proc.stdout.strip().splitlines()[-1])["digest"]
+    finally:
+        git(repo.root, "remote", "remove", "origin")
+    return {"same": first_digest == second_digest, "first": first_digest, "second": second_digest,
+            "commit": repo.sha()}
 
 
 def _prefect_argv(variant: dict) -> list[str]:

@@ -114,8 +114,9 @@ def cli(capsys):
 
 
 def remove_tags_containing(docker_engine, name: str) -> None:
-    """Remove this test's image tags and digest references (an image pulled or pushed by digest). The raw listing (one API call) cannot trip over an image another
-    process removes meanwhile, as `images.list()` (one lookup per image) can."""
+    """Remove this test's image tags and digest references (an image pulled or pushed by digest). The raw
+    listing (one API call) cannot trip over an image another process removes meanwhile, as `images.list()`
+    (one lookup per image) can."""
     for summary in docker_engine.api.images():
         for tag in [*(summary.get("RepoTags") or []), *(summary.get("RepoDigests") or [])]:
             if name in tag:

@@ -125,3 +125,34 @@ def test_the_same_commit_gives_the_same_digest_from_two_clones_and_an_engine_wit
     assert pushed_two.digest == pushed_one.digest == registry.digest(f"{r.name}-mirror", sha)
     assert docker_engine.images.get(f"{r.name}:{sha}").id == image_id
     shutil.rmtree(clone_two, ignore_errors=True)
+
+
+def test_a_build_cache_holding_another_build_of_the_content_falls_back_to_the_engine_push(
+        releases, registry, docker_engine, cli):
+    """Two machines built the same content inputs at once and the other one's push stayed in the cache: this
+    machine's image is not assembled on the cached layers, so it is pushed through the engine, with a warning,
+    and still deployed by the digest the registry holds."""
+    from slipway.build.base import ensure_base
+
+    r = releases
+    once(r.server)
+    pipeline.build(pipeline.Workspace(load_project(r.root), Reporter(stream=io.StringIO())))
+    sha = git(r.root, "rev-parse", "HEAD")
+    image = docker_engine.images.get(f"{r.name}:{sha}")
+    project = load_project(r.root)
+    cache = open_target(project, "local").build_cache()
+    other = ensure_base(docker_engine, project, Reporter(stream=io.StringIO()))  # any image but the content's
+    cache.push(docker_engine, other, f"content-{image.labels[CONTENT_LABEL][:16]}", "content image",
+               Reporter(stream=io.StringIO()))
+
+    outcome = cli("deploy", "--env", "local", "--root", str(r.root), "--json")
+
+    assert outcome.code == 0, outcome.stderr
+    assert "another build of the same inputs" in outcome.stderr
+    assert "pushing HEAD's image through the Docker engine instead" in outcome.stderr
+    digest = registry.digest(r.name, sha)
+    assert outcome.json()["reference"] == f"{registry.address}/{r.name}@{digest}"
+    image.reload()
+    assert f"{registry.address}/{r.name}@{digest}" in image.attrs["RepoDigests"]  # the engine pushed it
+    assert registry.manifest(r.name, sha)["config"]["digest"] == image.id
+
