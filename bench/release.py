@@ -27,7 +27,8 @@ DEPLOYMENTS = 10
 
 
 def uploaded_bytes(stack: BenchStack, since: float, repository: str) -> dict:
-    """Bytes the engine uploaded to `repository` since `since`, from the registry's access log and disk."""
+    """Bytes uploaded to `repository` since `since` (by slipway or an engine), from the registry's access log
+    and disk."""
     blobs = stack.registry_blobs()
     layers = manifests = 0
     uploads, manifest_puts = [], []
