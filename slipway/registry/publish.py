@@ -96,7 +96,9 @@ def publish_assembled(registry: RegistryClient, cache: RegistryClient, image: As
                                "image's)", "report it with the registry's name and version")
     reporter.step(f"pushed {repository}:{', '.join(to_push)}: {human_size(uploaded)} uploaded, "
                   f"{result.mounted_blobs + result.present_blobs} layer(s) already in the registry")
-    return verify(registry, repository, manifest.digest, tags)
+    pushed = verify(registry, repository, manifest.digest, tags)
+    reporter.step(f"{pushed.reference} holds {', '.join(tags)}")
+    return pushed
 
 
 def verify(registry: RegistryClient, repository: str, digest: str, tags: list[str]) -> PushedImage:
