@@ -4,6 +4,11 @@ One `PrefectApi` per run (`PrefectApi.connect`), checked to answer before anythi
 back as plain data (deploy/live.py) and go in pages and concurrently; writes take a plan row
 (deploy/plan.py) and send only what changed. Unit tests use the test kit's fake with the same methods.
 
+Writes to deployments go as many at once as the environment takes (deploy/write_concurrency.py: a number
+in slipway.yaml, or chosen for the server found, once per run, before the first write). The release lease's
+own calls (deploy/lease.py) never queue behind them: a renewal stuck behind a thousand creates would let the
+lease expire mid-release.
+
 Retries are slipway's, not the client's (its own are turned off for the whole session):
 - a read is sent again after any transport error, 429 or 5xx;
 - a write only when the server certainly did not apply it — it refused it (503 database locked, 429 rate
@@ -26,6 +31,7 @@ from slipway.deploy.live import LiveDeployment, LivePool, deployment_from_respon
 from slipway.deploy.ownership import PAUSE_TAG
 from slipway.deploy.plan import PlanRow, PoolPlan
 from slipway.deploy.triggers import automations_for, owner_resource, runs_deployment
+from slipway.deploy.write_concurrency import Writers, choose, database_of
 from slipway.errors import SlipwayError
 from slipway.project.config import CONFIG_FILE, PrefectConfig
 
@@ -77,14 +83,12 @@ class PrefectApi:
         self.client = client
         self.settings = settings
         self._reads = anyio.CapacityLimiter(READ_CONCURRENCY)
-        self._writes = anyio.CapacityLimiter(settings.config.write_concurrency)
+        self._writers: Writers | None = None  # chosen before the first write (`writers`)
+        self._writes: anyio.CapacityLimiter | None = None
+        self._choosing = anyio.Lock()
         # The release lease's own calls never queue behind deployment writes: a renewal that waited for a
         # long apply's writes could come after the lease expired.
         self._lease_calls = anyio.CapacityLimiter(4)
-
-    @property
-    def write_concurrency(self) -> int:
-        return self.settings.config.write_concurrency
 
     @classmethod
     @asynccontextmanager
@@ -181,11 +185,33 @@ class PrefectApi:
                     await anyio.sleep(_wait(exc, attempt))
         raise AssertionError("unreachable")
 
+    async def database(self) -> str | None:
+        """"postgresql", "sqlite" or None: what the server stores its data in (write_concurrency.py)."""
+        response = await self._read(self.client.request, "POST", "/block_schemas/filter", json={"limit": 1})
+        return database_of(response.json())
+
     # -- writes --------------------------------------------------------------------------------------------
 
+    async def writers(self) -> Writers:
+        """How many deployment writes go at once, and why; `auto` asks the server once per run."""
+        async with self._choosing:
+            if self._writers is None:
+                from prefect.client.base import ServerType
+
+                setting = self.settings.config.write_concurrency
+                cloud, database = False, None
+                if setting == "auto":
+                    cloud = self.client.server_type == ServerType.CLOUD
+                    database = None if cloud else await self.database()
+                self._writers = choose(setting, cloud, database)
+                self._writes = anyio.CapacityLimiter(self._writers.count)
+        return self._writers
+
     async def write(self, what: str, call: Callable[..., Awaitable[T]], *args, **kwargs) -> T:
-        """`await call(*args, **kwargs)`, one write, sent again only while the server did not apply it; a
-        failure is a SlipwayError naming `what` (the module doc has the rules)."""
+        """`await call(*args, **kwargs)`, one write, as many at once as `writers` allows, sent again only while
+        the server did not apply it; a failure is a SlipwayError naming `what` (the module doc has the rules)."""
+        await self.writers()
+        assert self._writes is not None
         return await self._send(self._writes, what, call, *args, **kwargs)
 
     async def _lease_call(self, what: str, call: Callable[..., Awaitable[T]], *args, **kwargs) -> T:

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from slipway.errors import SlipwayError
 from slipway.project.secrets import check_not_secret_paths
@@ -62,9 +63,23 @@ class PrefectConfig(_Strict):
     # key; a self-hosted server started with PREFECT_SERVER_API_AUTH_STRING takes that `user:password` string.
     api_key_env: str | None = None
     auth_string_env: str | None = None
-    # Deployment writes sent at once. 1 suits a server on SQLite (a second concurrent write waits on the
-    # database lock, then is refused); a PostgreSQL-backed server or Prefect Cloud takes more.
-    write_concurrency: int = Field(1, ge=1, le=32)
+    # Deployment writes sent at once: a whole number from 1 to 32, or `auto` (the default), which picks one
+    # for the server it finds (slipway/deploy/write_concurrency.py): 1 on SQLite, where a second concurrent
+    # write waits on the database lock and may be refused; more on PostgreSQL and on Prefect Cloud.
+    write_concurrency: int | Literal["auto"] = "auto"
+
+    @field_validator("write_concurrency", mode="before")
+    @classmethod
+    def _writers(cls, v: Any) -> Any:
+        if v == "auto":
+            return v
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise PydanticCustomError("literal_error", "Input should be auto or a whole number from 1 to 32")
+        if v < 1:
+            raise PydanticCustomError("greater_than_equal", "Input should be auto or at least 1")
+        if v > 32:
+            raise PydanticCustomError("less_than_equal", "Input should be auto or at most 32")
+        return v
 
     @model_validator(mode="after")
     def _one_credential(self) -> PrefectConfig:
