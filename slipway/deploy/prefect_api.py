@@ -14,11 +14,15 @@ Retries are slipway's, not the client's (its own are turned off for the whole se
 - a write only when the server certainly did not apply it — it refused it (503 database locked, 429 rate
   limited, 502 from a proxy) or the connection never opened — after 0.1 s, 0.2 s, 0.4 s... or the server's
   `Retry-After`. A write that may have landed is never sent twice: a schedule created twice is two schedules.
+- a `Retry-After` holds back every write of the run, not only the refused one: the server asked the client
+  to slow down, and the other writers would be refused too. The lease's calls are not held back: a renewal
+  must not wait out the deployments' rate limit.
 """
 from __future__ import annotations
 
 import os
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -86,6 +90,7 @@ class PrefectApi:
         self._writers: Writers | None = None  # chosen before the first write (`writers`)
         self._writes: anyio.CapacityLimiter | None = None
         self._choosing = anyio.Lock()
+        self._resume_at = 0.0  # time.monotonic() before which no write is sent (a Retry-After)
         # The release lease's own calls never queue behind deployment writes: a renewal that waited for a
         # long apply's writes could come after the lease expired.
         self._lease_calls = anyio.CapacityLimiter(4)
@@ -212,15 +217,18 @@ class PrefectApi:
         the server did not apply it; a failure is a SlipwayError naming `what` (the module doc has the rules)."""
         await self.writers()
         assert self._writes is not None
-        return await self._send(self._writes, what, call, *args, **kwargs)
+        return await self._send(self._writes, what, call, *args, _paced=True, **kwargs)
 
     async def _lease_call(self, what: str, call: Callable[..., Awaitable[T]], *args, **kwargs) -> T:
         return await self._send(self._lease_calls, what, call, *args, **kwargs)
 
     async def _send(self, limiter: anyio.CapacityLimiter, what: str, call: Callable[..., Awaitable[T]],
-                    *args, **kwargs) -> T:
+                    *args, _paced: bool = False, **kwargs) -> T:
+        """One write with the retry rules. `_paced`: it first waits out a Retry-After another write was given."""
         async with limiter:
             for attempt in range(WRITE_ATTEMPTS):
+                if _paced:
+                    await self._held_back()
                 try:
                     return await call(*args, **kwargs)
                 except Exception as exc:
@@ -228,8 +236,15 @@ class PrefectApi:
                         raise
                     if attempt == WRITE_ATTEMPTS - 1 or not not_applied(exc):
                         raise explain_http_error(exc, what) from exc
-                    await anyio.sleep(_wait(exc, attempt))
+                    wait = _wait(exc, attempt)
+                    if _retry_after(exc) is not None:  # the server asked: every writer waits, not only this one
+                        self._resume_at = max(self._resume_at, time.monotonic() + wait)
+                    await anyio.sleep(wait)
         raise AssertionError("unreachable")
+
+    async def _held_back(self) -> None:
+        while (left := self._resume_at - time.monotonic()) > 0:
+            await anyio.sleep(left)
 
     async def apply_pool(self, plan: PoolPlan) -> None:
         from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
@@ -517,9 +532,15 @@ def _read_again(exc: Exception) -> bool:
     return isinstance(exc, httpx.TransportError)
 
 
-def _wait(exc: Exception, attempt: int) -> float:
+def _retry_after(exc: Exception) -> float | None:
+    """The server's `Retry-After` in seconds (the delta form; an HTTP date is treated as absent)."""
     after = getattr(getattr(exc, "response", None), "headers", {}).get("Retry-After", "")
-    wait = float(after) if after.replace(".", "", 1).isdigit() else FIRST_RETRY_SECONDS * 2 ** attempt
+    return float(after) if after.replace(".", "", 1).isdigit() else None
+
+
+def _wait(exc: Exception, attempt: int) -> float:
+    after = _retry_after(exc)
+    wait = after if after is not None else FIRST_RETRY_SECONDS * 2 ** attempt
     return wait * (1 + random.random() / 2)
 
 

@@ -198,3 +198,67 @@ def test_auto_writes_as_many_at_once_as_it_chose():
 
     anyio.run(run)
     assert peak == write_concurrency.POSTGRES_WRITERS
+
+
+def test_a_retry_after_holds_back_every_writer_not_only_the_refused_one():
+    """Two writers: the first is told to come back in 0.3 s; the second, started right after that refusal,
+    is not sent before then either (it would be refused too)."""
+    import time
+
+    api = prefect_api.PrefectApi(None, prefect_api.PrefectSettings(
+        "local", PrefectConfig(api_url="http://x/api", write_concurrency=2)))
+    sent: dict[str, list[float]] = {"a": [], "b": []}
+    refused_once = anyio.Event()
+
+    async def a():
+        sent["a"].append(time.monotonic())
+        if len(sent["a"]) == 1:
+            refused_once.set()
+            raise refused(429, {"Retry-After": "0.3"})
+
+    async def b():
+        sent["b"].append(time.monotonic())
+
+    async def run():
+        async def second():
+            await refused_once.wait()
+            await api.write("create deployment b", b)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(api.write, "create deployment a", a)
+            tg.start_soon(second)
+
+    anyio.run(run)
+    assert len(sent["a"]) == 2 and len(sent["b"]) == 1
+    assert sent["b"][0] - sent["a"][0] >= 0.3
+    assert sent["a"][1] - sent["a"][0] >= 0.3
+
+
+def test_a_retry_after_does_not_hold_back_the_lease():
+    """A deployment write told to come back in 0.5 s; the lease renewal sent meanwhile goes at once."""
+    import time
+
+    api = prefect_api.PrefectApi(None, prefect_api.PrefectSettings(
+        "local", PrefectConfig(api_url="http://x/api", write_concurrency=1)))
+    refused_at: list[float] = []
+    renewed_at: list[float] = []
+
+    async def create():
+        if not refused_at:
+            refused_at.append(time.monotonic())
+            raise refused(429, {"Retry-After": "0.5"})
+
+    class Client:
+        async def renew_concurrency_lease(self, lease_id, seconds):
+            renewed_at.append(time.monotonic())
+
+    api.client = Client()
+
+    async def run():
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(api.write, "create deployment a", create)
+            await anyio.sleep(0.05)
+            await api.renew_lease("lease", 60)
+
+    anyio.run(run)
+    assert renewed_at and renewed_at[0] - refused_at[0] < 0.3
