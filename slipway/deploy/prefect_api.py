@@ -38,6 +38,7 @@ from slipway.deploy.triggers import automations_for, owner_resource, runs_deploy
 from slipway.deploy.write_concurrency import Writers, choose, database_of
 from slipway.errors import SlipwayError
 from slipway.project.config import CONFIG_FILE, PrefectConfig
+from slipway.timezones import list_once
 
 READ_CONCURRENCY = 8
 PAGE_SIZE = 200  # the server's default (and maximum) page for filters
@@ -102,6 +103,7 @@ class PrefectApi:
         from prefect.client.orchestration import PrefectClient
 
         credentials = settings.credentials()
+        list_once()  # every schedule read back is validated by Prefect's models
         with client_retries_off():
             async with PrefectClient(api=settings.api_url, **credentials) as client:
                 failure = await client.api_healthcheck()
