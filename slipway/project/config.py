@@ -19,6 +19,8 @@ from slipway.project.secrets import check_not_secret_paths
 
 CONFIG_FILE = "slipway.yaml"
 LOCAL_ENVIRONMENT = "local"
+# libyaml's parser when PyYAML has it (the wheels do): a thousand declarations parse in ~0.1 s, not ~1 s.
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # A Kubernetes object name (DNS-1123 subdomain), and a Prefect block document name.
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _BLOCK_NAME = re.compile(r"[a-z0-9-]+")
@@ -271,7 +273,7 @@ def load_yaml(path: Path) -> Any:
         raise SlipwayError(f"{path.name} not found in {path.parent}",
                            "run slipway from the repository root (or pass --root)") from exc
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=YAML_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

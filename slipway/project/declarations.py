@@ -45,7 +45,7 @@ from pydantic import (
 )
 
 from slipway.errors import SlipwayError
-from slipway.project.config import CONFIG_FILE, TYPE_FIXES, EnvironmentConfig, Project
+from slipway.project.config import CONFIG_FILE, TYPE_FIXES, YAML_LOADER, EnvironmentConfig, Project
 from slipway.project.secrets import NOT_SECRET_FORM, check_not_secret_paths, refuse_secrets
 from slipway.timezones import list_once
 
@@ -455,7 +455,7 @@ def _owned_warnings(filename: str, found: list[tuple[str, str]]) -> tuple[str, .
 def parse_declarations(text: str, filename: str = "deployments.yaml") -> Declarations:
     """Parse a deployments file's text (from the working tree, or from an older release's image label)."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=YAML_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
