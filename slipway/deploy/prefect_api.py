@@ -42,6 +42,7 @@ from slipway.timezones import list_once
 
 READ_CONCURRENCY = 8
 PAGE_SIZE = 200  # the server's default (and maximum) page for filters
+NAMES_PER_REQUEST = 200  # deployment names in one filter request
 WRITE_ATTEMPTS = 7
 FIRST_RETRY_SECONDS = 0.1
 
@@ -137,20 +138,23 @@ class PrefectApi:
         return str(document.id)
 
     async def read_deployments(self, names: list[str]) -> dict[str, LiveDeployment | None]:
-        """`<flow>/<deployment>` -> the deployment, or None when it does not exist yet. Reads a page of up to
-        200 deployments per request (filtered by those flow and deployment names), not one per deployment."""
+        """`<flow>/<deployment>` -> the deployment, or None when it does not exist yet. Filtered by flow and
+        deployment names, NAMES_PER_REQUEST names per request (bounded request bodies and SQL `IN` lists
+        however many deployments a release has), those requests concurrently, never one per deployment."""
         from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowFilter, FlowFilterName
 
         found: dict[str, LiveDeployment | None] = dict.fromkeys(names)
-        if not names:
-            return found
-        flow_names = sorted({n.split("/", 1)[0] for n in names})
-        deployment_names = sorted({n.split("/", 1)[1] for n in names})
-        for live in await self._deployments(
-                flow_filter=FlowFilter(name=FlowFilterName(any_=flow_names)),
-                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=deployment_names))):
-            if live.full_name in found:
-                found[live.full_name] = live
+
+        async def read(chunk: list[str]) -> None:
+            for live in await self._deployments(
+                    flow_filter=FlowFilter(name=FlowFilterName(any_=sorted({n.split("/", 1)[0] for n in chunk}))),
+                    deployment_filter=DeploymentFilter(name=DeploymentFilterName(
+                        any_=sorted({n.split("/", 1)[1] for n in chunk})))):
+                if live.full_name in found:
+                    found[live.full_name] = live
+
+        unique = list(found)
+        await _each_read(read, [unique[i:i + NAMES_PER_REQUEST] for i in range(0, len(unique), NAMES_PER_REQUEST)])
         return found
 
     async def deployments_in_pool(self, pool: str) -> list[LiveDeployment]:
@@ -160,18 +164,24 @@ class PrefectApi:
         return await self._deployments(work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])))
 
     async def _deployments(self, **filters) -> list[LiveDeployment]:
+        """Every deployment matching `filters`: the first page, then (when it is full) the count, then the
+        other pages at once: a thousand deployments in three round trips, not five, which is what matters
+        against a distant server (Prefect Cloud). A deployment created after the count is not in this read,
+        as it would not be in a read made a moment earlier."""
         from prefect.client.schemas.filters import FlowFilter, FlowFilterId
         from prefect.client.schemas.sorting import DeploymentSort
 
-        responses = []
-        offset = 0
-        while True:
-            page = await self._read(self.client.read_deployments, **filters, limit=PAGE_SIZE, offset=offset,
-                                    sort=DeploymentSort.NAME_ASC)
-            responses += page
-            if len(page) < PAGE_SIZE:
-                break
-            offset += PAGE_SIZE
+        pages: dict[int, list] = {}
+
+        async def page(offset: int) -> None:
+            pages[offset] = await self._read(self.client.read_deployments, **filters, limit=PAGE_SIZE,
+                                             offset=offset, sort=DeploymentSort.NAME_ASC)
+
+        await page(0)
+        if len(pages[0]) == PAGE_SIZE:
+            await _each_read(page, list(range(PAGE_SIZE, await self._count_deployments(**filters), PAGE_SIZE)))
+        # By id: a deployment deleted between two pages shifts the next one, which may then repeat one.
+        responses = list({r.id: r for offset in sorted(pages) for r in pages[offset]}.values())
         flow_ids = sorted({r.flow_id for r in responses}, key=str)
         flow_names: dict = {}
         for start in range(0, len(flow_ids), PAGE_SIZE):
@@ -180,6 +190,13 @@ class PrefectApi:
                                          limit=PAGE_SIZE):
                 flow_names[flow.id] = flow.name
         return [deployment_from_response(r, flow_names.get(r.flow_id, "?")) for r in responses]
+
+    async def _count_deployments(self, flow_filter=None, deployment_filter=None, work_pool_filter=None) -> int:
+        """POST /deployments/count with the filters read_deployments takes (the client has no method for it)."""
+        body = {key: value.model_dump(mode="json") for key, value in (
+            ("flows", flow_filter), ("deployments", deployment_filter), ("work_pools", work_pool_filter)) if value}
+        response = await self._read(self.client.request, "POST", "/deployments/count", json=body)
+        return int(response.json())
 
     async def _read(self, call: Callable[..., Awaitable[T]], *args, **kwargs) -> T:
         async with self._reads:
@@ -480,6 +497,25 @@ class PrefectApi:
         except SlipwayError as exc:
             if not isinstance(exc.__cause__, ObjectNotFound):
                 raise
+
+
+async def _each_read(func: Callable[[Any], Awaitable[None]], items: list) -> None:
+    """`func(item)` for every item, concurrently (each read still takes its turn); on the first failure the
+    other reads are cancelled and the failure is raised as itself, not wrapped in an exception group."""
+    failures: list[Exception] = []
+
+    async def run(item) -> None:
+        try:
+            await func(item)
+        except Exception as exc:
+            failures.append(exc)
+            tg.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        for item in items:
+            tg.start_soon(run, item)
+    if failures:
+        raise failures[0]
 
 
 async def check_credentials(client, settings: PrefectSettings) -> None:
