@@ -1,5 +1,5 @@
 """How slipway reads Prefect at scale: deployments by name in bounded requests, pages at once
-(deploy/prefect_api.py). A fake client stands in for Prefect's, so the requests themselves can be counted;
+(deploy/prefect_api.py), one read of a release's state for its plan (deploy/live.py). A fake client stands in for Prefect's, so the requests themselves can be counted;
 the real servers are read by tests/deploy/test_reads.py."""
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ import httpx
 import pytest
 
 from slipway.deploy import prefect_api
+from slipway.deploy.live import read_snapshot
+from slipway.errors import SlipwayError
 from slipway.project.config import PrefectConfig
+from tests.kit.fakes import FakePrefect
 
 
 def response(flow_id, name: str, pool: str = "pool"):
@@ -117,3 +120,37 @@ def test_a_failed_read_is_raised_as_itself_and_the_other_reads_stop():
     with pytest.raises(httpx.HTTPStatusError, match="HTTP 404"):
         anyio.run(api_for(server).read_deployments, names)
 
+
+def test_one_snapshot_reads_the_pool_once_and_by_name_only_what_the_pool_lacks():
+    fake = FakePrefect()
+    for i in range(5):
+        fake.add("flow", f"d{i}", pool="pool")
+    fake.add("flow", "moved", pool="elsewhere")
+    calls = []
+    by_names = fake.read_deployments
+
+    async def read_deployments(names):
+        calls.append(sorted(names))
+        return await by_names(names)
+
+    fake.read_deployments = read_deployments
+    names = [f"flow/d{i}" for i in range(5)] + ["flow/moved", "flow/new"]
+    snapshot = anyio.run(read_snapshot, fake, "pool", names)
+    assert len(snapshot.in_pool) == 5
+    assert calls == [["flow/moved", "flow/new"]]
+    assert snapshot.by_name["flow/moved"].work_pool_name == "elsewhere" and snapshot.by_name["flow/new"] is None
+    assert all(snapshot.by_name[f"flow/d{i}"].work_pool_name == "pool" for i in range(5))
+    calls.clear()
+    anyio.run(read_snapshot, fake, "pool", names[:5])  # a redeploy: nothing read by name
+    assert calls == []
+
+
+def test_a_snapshot_read_that_fails_is_raised_as_itself():
+    fake = FakePrefect()
+
+    async def broken():
+        raise SlipwayError("the automations cannot be read", "check the server")
+
+    fake.read_owned_automations = broken
+    with pytest.raises(SlipwayError, match="automations cannot be read"):
+        anyio.run(read_snapshot, fake, "pool", ["flow/d0"])
