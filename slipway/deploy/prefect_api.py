@@ -93,6 +93,7 @@ class PrefectApi:
         self._writes: anyio.CapacityLimiter | None = None
         self._choosing = anyio.Lock()
         self._resume_at = 0.0  # time.monotonic() before which no write is sent (a Retry-After)
+        self._flow_locks: dict[str, anyio.Lock] = {}
         # The release lease's own calls never queue behind deployment writes: a renewal that waited for a
         # long apply's writes could come after the lease expired.
         self._lease_calls = anyio.CapacityLimiter(4)
@@ -276,9 +277,12 @@ class PrefectApi:
                              WorkPoolUpdate(base_job_template=plan.template))
 
     async def flow_id(self, flow_name: str, cache: dict[str, Any]) -> Any:
-        if flow_name not in cache:  # one flow lookup per flow, not one per deployment
-            cache[flow_name] = await self.write(f"create flow '{flow_name}'", self.client.create_flow_from_name,
-                                                flow_name)
+        # One flow lookup per flow, not one per deployment, however many of its deployments are written at
+        # once: the first asks, the others wait for its answer.
+        async with self._flow_locks.setdefault(flow_name, anyio.Lock()):
+            if flow_name not in cache:
+                cache[flow_name] = await self.write(f"create flow '{flow_name}'",
+                                                    self.client.create_flow_from_name, flow_name)
         return cache[flow_name]
 
     async def create_deployment(self, row: PlanRow, flow_ids: dict[str, Any]) -> str:

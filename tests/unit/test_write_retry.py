@@ -262,3 +262,31 @@ def test_a_retry_after_does_not_hold_back_the_lease():
 
     anyio.run(run)
     assert renewed_at and renewed_at[0] - refused_at[0] < 0.3
+
+
+def test_concurrent_writers_of_one_flows_deployments_create_the_flow_once():
+    """Eight writers at once, twenty deployments of two flows: one create-flow request per flow."""
+    asked: list[str] = []
+
+    class Client:
+        async def create_flow_from_name(self, name):
+            asked.append(name)
+            await anyio.sleep(0.02)
+            return f"id-{name}"
+
+    api = prefect_api.PrefectApi(Client(), prefect_api.PrefectSettings(
+        "local", PrefectConfig(api_url="http://x/api", write_concurrency=8)))
+    cache: dict = {}
+    got: list = []
+
+    async def one(name):
+        got.append(await api.flow_id(name, cache))
+
+    async def run():
+        async with anyio.create_task_group() as tg:
+            for i in range(20):
+                tg.start_soon(one, "alpha" if i % 2 else "beta")
+
+    anyio.run(run)
+    assert sorted(asked) == ["alpha", "beta"]
+    assert sorted(set(got)) == ["id-alpha", "id-beta"] and len(got) == 20
