@@ -211,9 +211,16 @@ class PrefectApi:
         raise AssertionError("unreachable")
 
     async def database(self) -> str | None:
-        """"postgresql", "sqlite" or None: what the server stores its data in (write_concurrency.py)."""
-        response = await self._read(self.client.request, "POST", "/block_schemas/filter", json={"limit": 1})
-        return database_of(response.json())
+        """"postgresql", "sqlite" or None: what the server stores its data in (write_concurrency.py). None too
+        when the server does not answer the question (retried as every read): one writer is always safe, and
+        a server that cannot answer a read will say so at the first write, as one line."""
+        import httpx
+
+        try:
+            response = await self._read(self.client.request, "POST", "/block_schemas/filter", json={"limit": 1})
+            return database_of(response.json())
+        except (httpx.HTTPError, ValueError, AttributeError, TypeError):
+            return None
 
     # -- writes --------------------------------------------------------------------------------------------
 

@@ -290,3 +290,20 @@ def test_concurrent_writers_of_one_flows_deployments_create_the_flow_once():
     anyio.run(run)
     assert sorted(asked) == ["alpha", "beta"]
     assert sorted(set(got)) == ["id-alpha", "id-beta"] and len(got) == 20
+
+
+def test_auto_writes_one_at_a_time_when_the_server_does_not_say_what_it_runs_on(monkeypatch):
+    """The block-schema read fails for good (a 500, retried as every read): one writer, said as such."""
+    monkeypatch.setattr(prefect_api, "WRITE_ATTEMPTS", 2)
+    server = Server(False, POSTGRES_ORDER)
+
+    async def request(method, path, json=None):
+        server.requests += 1
+        req = httpx.Request(method, "http://x/api" + path)
+        raise httpx.HTTPStatusError("HTTP 500", request=req, response=httpx.Response(500, request=req))
+
+    server.request = request
+    api = prefect_api.PrefectApi(server, prefect_api.PrefectSettings("local", PrefectConfig(api_url="http://x/api")))
+    writers = anyio.run(api.writers)
+    assert (writers.count, server.requests) == (1, 2)
+    assert "cannot tell" in writers.reason
