@@ -11,7 +11,7 @@ from slipway.project.config import PrefectConfig
 
 def test_auto_tells_the_servers_database(prefect_server):
     async def writers():
-        settings = PrefectSettings("local", PrefectConfig(api_url=prefect_server.api_url))
+        settings = PrefectSettings("local", PrefectConfig(api_url=prefect_server.api_url, write_concurrency="auto"))
         async with PrefectApi.connect(settings) as api:
             return await api.database(), await api.writers()
 

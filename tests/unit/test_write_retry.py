@@ -168,10 +168,11 @@ def test_auto_picks_the_writers_for_the_server_it_finds(setting, cloud, fields, 
     assert server.requests == (1 if setting == "auto" and not cloud else 0)
 
 
-def test_auto_is_the_default_and_a_number_or_auto_is_all_it_takes():
+def test_one_is_the_default_and_a_number_or_auto_is_all_it_takes():
     from pydantic import ValidationError
 
-    assert PrefectConfig(api_url="http://x/api").write_concurrency == "auto"
+    assert PrefectConfig(api_url="http://x/api").write_concurrency == 1
+    assert PrefectConfig(api_url="http://x/api", write_concurrency="auto").write_concurrency == "auto"
     assert PrefectConfig(api_url="http://x/api", write_concurrency=32).write_concurrency == 32
     for wrong in (0, 33, "many", True, 2.5):
         with pytest.raises(ValidationError):
@@ -181,7 +182,7 @@ def test_auto_is_the_default_and_a_number_or_auto_is_all_it_takes():
 def test_auto_writes_as_many_at_once_as_it_chose():
     """Eight PostgreSQL writers: twenty slow writes, at most eight in flight, and more than one."""
     server = Server(False, POSTGRES_ORDER)
-    api = prefect_api.PrefectApi(server, prefect_api.PrefectSettings("local", PrefectConfig(api_url="http://x/api")))
+    api = prefect_api.PrefectApi(server, prefect_api.PrefectSettings("local", PrefectConfig(api_url="http://x/api", write_concurrency="auto")))
     in_flight, peak = 0, 0
 
     async def create():
@@ -303,7 +304,7 @@ def test_auto_writes_one_at_a_time_when_the_server_does_not_say_what_it_runs_on(
         raise httpx.HTTPStatusError("HTTP 500", request=req, response=httpx.Response(500, request=req))
 
     server.request = request
-    api = prefect_api.PrefectApi(server, prefect_api.PrefectSettings("local", PrefectConfig(api_url="http://x/api")))
+    api = prefect_api.PrefectApi(server, prefect_api.PrefectSettings("local", PrefectConfig(api_url="http://x/api", write_concurrency="auto")))
     writers = anyio.run(api.writers)
     assert (writers.count, server.requests) == (1, 2)
     assert "cannot tell" in writers.reason
