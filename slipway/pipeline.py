@@ -44,7 +44,7 @@ from slipway.deploy.desired import desired_deployments
 from slipway.deploy.guard import LiveRelease, check_downgrade
 from slipway.deploy.history import HistoryEntry, ReleaseRef, history_key, new_entry, read_history, write_entry
 from slipway.deploy.lease import release_lease
-from slipway.deploy.live import LiveDeployment
+from slipway.deploy.live import LiveDeployment, read_snapshot
 from slipway.deploy.ownership import Owner, check_takeover
 from slipway.deploy.plan import Plan, plan_deployments, plan_removed, plan_work_pool
 from slipway.deploy.prefect_api import PrefectApi
@@ -234,14 +234,14 @@ async def plan_release(api: PrefectApi, validated: ValidatedRelease, reference: 
     declares (paused, or deleted with `prune`)."""
     pool = validated.pool
     owner = owner_of(target)
-    live_pool = await api.read_work_pool(pool.name)
-    pool_plan = plan_work_pool(live_pool, pool.name, pool.type, pool.template, pool.managed)
     desired = desired_deployments(validated.deployments, validated.schemas, reference, commit,
                                   validated.config.app_dir, owner)
     names = [d.full_name for d in desired]
-    automations = await api.read_owned_automations()
-    live = {name: with_automations(d, automations) for name, d in (await api.read_deployments(names)).items()}
-    in_pool = [with_automations(d, automations) for d in await api.deployments_in_pool(pool.name)]
+    snapshot = await read_snapshot(api, pool.name, names)
+    pool_plan = plan_work_pool(snapshot.pool, pool.name, pool.type, pool.template, pool.managed)
+    automations = snapshot.automations
+    live = {name: with_automations(d, automations) for name, d in snapshot.by_name.items()}
+    in_pool = [with_automations(d, automations) for d in snapshot.in_pool]
     rows = plan_deployments(desired, live, owner, target.prefect.api_url)
     return Plan(target.name, reported_reference, pool_plan, rows, plan_removed(in_pool, set(names), owner, prune))
 

@@ -1,8 +1,9 @@
 """The entry-point probe: every deployment's entry point imported INSIDE the image, in one container.
 
-One throw-away container (no network) runs a script on stdin that loads each entry point with Prefect's
-`load_flow_from_entrypoint` and reports the flow's name and parameter schema, and whether the declared
-parameters pass `flow.validate_parameters`. The image is the truth: a flow that imports on a laptop but
+One throw-away container (no network) runs a script on stdin that loads each distinct entry point once with
+Prefect's `load_flow_from_entrypoint` and reports, per declared deployment, the flow's name and parameter
+schema, and whether the declared parameters pass `flow.validate_parameters` (each distinct parameter set of a
+flow checked once). The image is the truth: a flow that imports on a laptop but
 misses a package in the image is found here. The build runs it once and records the result in the release
 layer (build/release_layer.py); deploy, plan and rollback read that instead of importing the flows again.
 """
@@ -36,32 +37,52 @@ def summarize(exc):
     return " ".join(text.split())[:500]
 
 
-results = []
-for request in REQUESTS:
-    result = {"entrypoint": request["entrypoint"]}
+def load(entrypoint):
+    """The flow at `entrypoint` and its schema, or the import error: each file runs once, however many
+    deployments declare it (a thousand deployments over three flows import three files)."""
     try:
         with contextlib.redirect_stdout(sys.stderr):
             from prefect.flows import load_flow_from_entrypoint
-            flow = load_flow_from_entrypoint(request["entrypoint"], use_placeholder_flow=False)
-        schema = flow.parameters.model_dump(mode="json", exclude_unset=True)
-        result["flow_name"] = flow.name
-        result["parameter_schema"] = schema
-        checks = []
-        required = set(schema.get("required") or [])
-        for params in request["parameter_sets"]:
-            if not required <= set(params):
-                checks.append(None)  # required parameters arrive with the run: the schema check covers the rest
-                continue
-            try:
-                with contextlib.redirect_stdout(sys.stderr):
-                    flow.validate_parameters(params)
-                checks.append("")
-            except Exception as exc:
-                checks.append(summarize(exc))
-        result["parameter_checks"] = checks
+            flow = load_flow_from_entrypoint(entrypoint, use_placeholder_flow=False)
+        return flow, flow.parameters.model_dump(mode="json", exclude_unset=True), None
     except BaseException as exc:
-        result["error"] = summarize(exc)
         traceback.print_exc(file=sys.stderr)
+        return None, None, summarize(exc)
+
+
+def check(flow, params):
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            flow.validate_parameters(params)
+        return ""
+    except Exception as exc:
+        return summarize(exc)
+
+
+loaded, checked, results = {}, {}, []
+for request in REQUESTS:
+    entrypoint = request["entrypoint"]
+    if entrypoint not in loaded:
+        loaded[entrypoint] = load(entrypoint)
+    flow, schema, error = loaded[entrypoint]
+    result = {"entrypoint": entrypoint}
+    if error is not None:
+        result["error"] = error
+        results.append(result)
+        continue
+    result["flow_name"] = flow.name
+    result["parameter_schema"] = schema
+    checks = []
+    required = set(schema.get("required") or [])
+    for params in request["parameter_sets"]:
+        if not required <= set(params):
+            checks.append(None)  # required parameters arrive with the run: the schema check covers the rest
+            continue
+        key = (entrypoint, json.dumps(params, sort_keys=True, default=str))
+        if key not in checked:  # deployments that share a flow usually share their parameters too
+            checked[key] = check(flow, params)
+        checks.append(checked[key])
+    result["parameter_checks"] = checks
     results.append(result)
 print("__MARKER__" + json.dumps(results), flush=True)
 '''

@@ -39,7 +39,11 @@ async def apply_plan(api: PrefectApi, plan: Plan, reporter: Reporter, verb: str 
     flow_ids: dict[str, Any] = {}
 
     # Rows start only when a write can go out, so that the lease check is made just before it is sent.
-    turns = anyio.CapacityLimiter(api.write_concurrency)
+    # The number at once is chosen for the server (deploy/write_concurrency.py) only when there is a write.
+    writers = await api.writers() if names else None
+    if writers is not None:
+        reporter.step(f"writing {len(names)} deployment(s), up to {writers.count} at once ({writers.reason})")
+    turns = anyio.CapacityLimiter(writers.count if writers is not None else 1)
 
     async def write(row: PlanRow) -> None:
         async with turns:

@@ -95,3 +95,45 @@ def deployment_from_response(response, flow_name: str) -> LiveDeployment:
 
 def pool_from_response(response) -> LivePool:
     return LivePool(name=response.name, type=response.type, base_job_template=response.base_job_template or {})
+
+
+@dataclass(frozen=True)
+class LiveSnapshot:
+    """What Prefect holds for one release in one environment, read for its plan (pipeline.plan_release)."""
+
+    pool: LivePool | None
+    in_pool: list[LiveDeployment]  # every deployment in the environment's work pool
+    by_name: dict[str, LiveDeployment | None]  # the release's deployments, wherever they are; None: absent
+    automations: dict[str, list[dict[str, Any]]]  # slipway's trigger automations, by owner resource
+
+
+async def read_snapshot(api, pool_name: str, names: list[str]) -> LiveSnapshot:
+    """The work pool, its deployments and slipway's automations (read at once), then by name only the
+    release's deployments the pool does not hold (new ones, or ones in another pool): a redeploy reads each
+    deployment once, not twice. The first failed read is raised as itself once the others have stopped."""
+    import anyio
+
+    got: dict[str, Any] = {}
+    failures: list[Exception] = []
+
+    async def read(key: str, call) -> None:
+        try:
+            got[key] = await call()
+        except Exception as exc:
+            failures.append(exc)
+            tg.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(read, "pool", lambda: api.read_work_pool(pool_name))
+        tg.start_soon(read, "in_pool", lambda: api.deployments_in_pool(pool_name))
+        tg.start_soon(read, "automations", api.read_owned_automations)
+    if failures:
+        raise failures[0]
+    by_name: dict[str, LiveDeployment | None] = dict.fromkeys(names)
+    for live in got["in_pool"]:
+        if live.full_name in by_name:
+            by_name[live.full_name] = live
+    missing = [name for name, live in by_name.items() if live is None]
+    if missing:
+        by_name.update(await api.read_deployments(missing))
+    return LiveSnapshot(got["pool"], got["in_pool"], by_name, got["automations"])

@@ -4,16 +4,25 @@ One `PrefectApi` per run (`PrefectApi.connect`), checked to answer before anythi
 back as plain data (deploy/live.py) and go in pages and concurrently; writes take a plan row
 (deploy/plan.py) and send only what changed. Unit tests use the test kit's fake with the same methods.
 
+Writes to deployments go as many at once as the environment takes (deploy/write_concurrency.py: a number
+in slipway.yaml, or chosen for the server found, once per run, before the first write). The release lease's
+own calls (deploy/lease.py) never queue behind them: a renewal stuck behind a thousand creates would let the
+lease expire mid-release.
+
 Retries are slipway's, not the client's (its own are turned off for the whole session):
 - a read is sent again after any transport error, 429 or 5xx;
 - a write only when the server certainly did not apply it — it refused it (503 database locked, 429 rate
   limited, 502 from a proxy) or the connection never opened — after 0.1 s, 0.2 s, 0.4 s... or the server's
   `Retry-After`. A write that may have landed is never sent twice: a schedule created twice is two schedules.
+- a `Retry-After` holds back every write of the run, not only the refused one: the server asked the client
+  to slow down, and the other writers would be refused too. The lease's calls are not held back: a renewal
+  must not wait out the deployments' rate limit.
 """
 from __future__ import annotations
 
 import os
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -26,11 +35,14 @@ from slipway.deploy.live import LiveDeployment, LivePool, deployment_from_respon
 from slipway.deploy.ownership import PAUSE_TAG
 from slipway.deploy.plan import PlanRow, PoolPlan
 from slipway.deploy.triggers import automations_for, owner_resource, runs_deployment
+from slipway.deploy.write_concurrency import Writers, choose, database_of
 from slipway.errors import SlipwayError
 from slipway.project.config import CONFIG_FILE, PrefectConfig
+from slipway.timezones import list_once
 
 READ_CONCURRENCY = 8
 PAGE_SIZE = 200  # the server's default (and maximum) page for filters
+NAMES_PER_REQUEST = 200  # deployment names in one filter request
 WRITE_ATTEMPTS = 7
 FIRST_RETRY_SECONDS = 0.1
 
@@ -77,14 +89,14 @@ class PrefectApi:
         self.client = client
         self.settings = settings
         self._reads = anyio.CapacityLimiter(READ_CONCURRENCY)
-        self._writes = anyio.CapacityLimiter(settings.config.write_concurrency)
+        self._writers: Writers | None = None  # chosen before the first write (`writers`)
+        self._writes: anyio.CapacityLimiter | None = None
+        self._choosing = anyio.Lock()
+        self._resume_at = 0.0  # time.monotonic() before which no write is sent (a Retry-After)
+        self._flow_locks: dict[str, anyio.Lock] = {}
         # The release lease's own calls never queue behind deployment writes: a renewal that waited for a
         # long apply's writes could come after the lease expired.
         self._lease_calls = anyio.CapacityLimiter(4)
-
-    @property
-    def write_concurrency(self) -> int:
-        return self.settings.config.write_concurrency
 
     @classmethod
     @asynccontextmanager
@@ -93,6 +105,7 @@ class PrefectApi:
         from prefect.client.orchestration import PrefectClient
 
         credentials = settings.credentials()
+        list_once()  # every schedule read back is validated by Prefect's models
         with client_retries_off():
             async with PrefectClient(api=settings.api_url, **credentials) as client:
                 failure = await client.api_healthcheck()
@@ -126,20 +139,23 @@ class PrefectApi:
         return str(document.id)
 
     async def read_deployments(self, names: list[str]) -> dict[str, LiveDeployment | None]:
-        """`<flow>/<deployment>` -> the deployment, or None when it does not exist yet. Reads a page of up to
-        200 deployments per request (filtered by those flow and deployment names), not one per deployment."""
+        """`<flow>/<deployment>` -> the deployment, or None when it does not exist yet. Filtered by flow and
+        deployment names, NAMES_PER_REQUEST names per request (bounded request bodies and SQL `IN` lists
+        however many deployments a release has), those requests concurrently, never one per deployment."""
         from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowFilter, FlowFilterName
 
         found: dict[str, LiveDeployment | None] = dict.fromkeys(names)
-        if not names:
-            return found
-        flow_names = sorted({n.split("/", 1)[0] for n in names})
-        deployment_names = sorted({n.split("/", 1)[1] for n in names})
-        for live in await self._deployments(
-                flow_filter=FlowFilter(name=FlowFilterName(any_=flow_names)),
-                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=deployment_names))):
-            if live.full_name in found:
-                found[live.full_name] = live
+
+        async def read(chunk: list[str]) -> None:
+            for live in await self._deployments(
+                    flow_filter=FlowFilter(name=FlowFilterName(any_=sorted({n.split("/", 1)[0] for n in chunk}))),
+                    deployment_filter=DeploymentFilter(name=DeploymentFilterName(
+                        any_=sorted({n.split("/", 1)[1] for n in chunk})))):
+                if live.full_name in found:
+                    found[live.full_name] = live
+
+        unique = list(found)
+        await _each_read(read, [unique[i:i + NAMES_PER_REQUEST] for i in range(0, len(unique), NAMES_PER_REQUEST)])
         return found
 
     async def deployments_in_pool(self, pool: str) -> list[LiveDeployment]:
@@ -149,18 +165,24 @@ class PrefectApi:
         return await self._deployments(work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])))
 
     async def _deployments(self, **filters) -> list[LiveDeployment]:
+        """Every deployment matching `filters`: the first page, then (when it is full) the count, then the
+        other pages at once: a thousand deployments in three round trips, not five, which is what matters
+        against a distant server (Prefect Cloud). A deployment created after the count is not in this read,
+        as it would not be in a read made a moment earlier."""
         from prefect.client.schemas.filters import FlowFilter, FlowFilterId
         from prefect.client.schemas.sorting import DeploymentSort
 
-        responses = []
-        offset = 0
-        while True:
-            page = await self._read(self.client.read_deployments, **filters, limit=PAGE_SIZE, offset=offset,
-                                    sort=DeploymentSort.NAME_ASC)
-            responses += page
-            if len(page) < PAGE_SIZE:
-                break
-            offset += PAGE_SIZE
+        pages: dict[int, list] = {}
+
+        async def page(offset: int) -> None:
+            pages[offset] = await self._read(self.client.read_deployments, **filters, limit=PAGE_SIZE,
+                                             offset=offset, sort=DeploymentSort.NAME_ASC)
+
+        await page(0)
+        if len(pages[0]) == PAGE_SIZE:
+            await _each_read(page, list(range(PAGE_SIZE, await self._count_deployments(**filters), PAGE_SIZE)))
+        # By id: a deployment deleted between two pages shifts the next one, which may then repeat one.
+        responses = list({r.id: r for offset in sorted(pages) for r in pages[offset]}.values())
         flow_ids = sorted({r.flow_id for r in responses}, key=str)
         flow_names: dict = {}
         for start in range(0, len(flow_ids), PAGE_SIZE):
@@ -169,6 +191,13 @@ class PrefectApi:
                                          limit=PAGE_SIZE):
                 flow_names[flow.id] = flow.name
         return [deployment_from_response(r, flow_names.get(r.flow_id, "?")) for r in responses]
+
+    async def _count_deployments(self, flow_filter=None, deployment_filter=None, work_pool_filter=None) -> int:
+        """POST /deployments/count with the filters read_deployments takes (the client has no method for it)."""
+        body = {key: value.model_dump(mode="json") for key, value in (
+            ("flows", flow_filter), ("deployments", deployment_filter), ("work_pools", work_pool_filter)) if value}
+        response = await self._read(self.client.request, "POST", "/deployments/count", json=body)
+        return int(response.json())
 
     async def _read(self, call: Callable[..., Awaitable[T]], *args, **kwargs) -> T:
         async with self._reads:
@@ -181,20 +210,52 @@ class PrefectApi:
                     await anyio.sleep(_wait(exc, attempt))
         raise AssertionError("unreachable")
 
+    async def database(self) -> str | None:
+        """"postgresql", "sqlite" or None: what the server stores its data in (write_concurrency.py). None too
+        when the server does not answer the question (retried as every read): one writer is always safe, and
+        a server that cannot answer a read will say so at the first write, as one line."""
+        import httpx
+
+        try:
+            response = await self._read(self.client.request, "POST", "/block_schemas/filter", json={"limit": 1})
+            return database_of(response.json())
+        except (httpx.HTTPError, ValueError, AttributeError, TypeError):
+            return None
+
     # -- writes --------------------------------------------------------------------------------------------
 
+    async def writers(self) -> Writers:
+        """How many deployment writes go at once, and why; `auto` asks the server once per run."""
+        async with self._choosing:
+            if self._writers is None:
+                from prefect.client.base import ServerType
+
+                setting = self.settings.config.write_concurrency
+                cloud, database = False, None
+                if setting == "auto":
+                    cloud = self.client.server_type == ServerType.CLOUD
+                    database = None if cloud else await self.database()
+                self._writers = choose(setting, cloud, database)
+                self._writes = anyio.CapacityLimiter(self._writers.count)
+        return self._writers
+
     async def write(self, what: str, call: Callable[..., Awaitable[T]], *args, **kwargs) -> T:
-        """`await call(*args, **kwargs)`, one write, sent again only while the server did not apply it; a
-        failure is a SlipwayError naming `what` (the module doc has the rules)."""
-        return await self._send(self._writes, what, call, *args, **kwargs)
+        """`await call(*args, **kwargs)`, one write, as many at once as `writers` allows, sent again only while
+        the server did not apply it; a failure is a SlipwayError naming `what` (the module doc has the rules)."""
+        await self.writers()
+        assert self._writes is not None
+        return await self._send(self._writes, what, call, *args, _paced=True, **kwargs)
 
     async def _lease_call(self, what: str, call: Callable[..., Awaitable[T]], *args, **kwargs) -> T:
         return await self._send(self._lease_calls, what, call, *args, **kwargs)
 
     async def _send(self, limiter: anyio.CapacityLimiter, what: str, call: Callable[..., Awaitable[T]],
-                    *args, **kwargs) -> T:
+                    *args, _paced: bool = False, **kwargs) -> T:
+        """One write with the retry rules. `_paced`: it first waits out a Retry-After another write was given."""
         async with limiter:
             for attempt in range(WRITE_ATTEMPTS):
+                if _paced:
+                    await self._held_back()
                 try:
                     return await call(*args, **kwargs)
                 except Exception as exc:
@@ -202,8 +263,15 @@ class PrefectApi:
                         raise
                     if attempt == WRITE_ATTEMPTS - 1 or not not_applied(exc):
                         raise explain_http_error(exc, what) from exc
-                    await anyio.sleep(_wait(exc, attempt))
+                    wait = _wait(exc, attempt)
+                    if _retry_after(exc) is not None:  # the server asked: every writer waits, not only this one
+                        self._resume_at = max(self._resume_at, time.monotonic() + wait)
+                    await anyio.sleep(wait)
         raise AssertionError("unreachable")
+
+    async def _held_back(self) -> None:
+        while (left := self._resume_at - time.monotonic()) > 0:
+            await anyio.sleep(left)
 
     async def apply_pool(self, plan: PoolPlan) -> None:
         from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
@@ -216,9 +284,12 @@ class PrefectApi:
                              WorkPoolUpdate(base_job_template=plan.template))
 
     async def flow_id(self, flow_name: str, cache: dict[str, Any]) -> Any:
-        if flow_name not in cache:  # one flow lookup per flow, not one per deployment
-            cache[flow_name] = await self.write(f"create flow '{flow_name}'", self.client.create_flow_from_name,
-                                                flow_name)
+        # One flow lookup per flow, not one per deployment, however many of its deployments are written at
+        # once: the first asks, the others wait for its answer.
+        async with self._flow_locks.setdefault(flow_name, anyio.Lock()):
+            if flow_name not in cache:
+                cache[flow_name] = await self.write(f"create flow '{flow_name}'",
+                                                    self.client.create_flow_from_name, flow_name)
         return cache[flow_name]
 
     async def create_deployment(self, row: PlanRow, flow_ids: dict[str, Any]) -> str:
@@ -439,6 +510,25 @@ class PrefectApi:
                 raise
 
 
+async def _each_read(func: Callable[[Any], Awaitable[None]], items: list) -> None:
+    """`func(item)` for every item, concurrently (each read still takes its turn); on the first failure the
+    other reads are cancelled and the failure is raised as itself, not wrapped in an exception group."""
+    failures: list[Exception] = []
+
+    async def run(item) -> None:
+        try:
+            await func(item)
+        except Exception as exc:
+            failures.append(exc)
+            tg.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        for item in items:
+            tg.start_soon(run, item)
+    if failures:
+        raise failures[0]
+
+
 async def check_credentials(client, settings: PrefectSettings) -> None:
     """An authenticated read: a server with authentication answers its health check without credentials, so
     missing or wrong ones would otherwise surface at the first real call."""
@@ -491,9 +581,15 @@ def _read_again(exc: Exception) -> bool:
     return isinstance(exc, httpx.TransportError)
 
 
-def _wait(exc: Exception, attempt: int) -> float:
+def _retry_after(exc: Exception) -> float | None:
+    """The server's `Retry-After` in seconds (the delta form; an HTTP date is treated as absent)."""
     after = getattr(getattr(exc, "response", None), "headers", {}).get("Retry-After", "")
-    wait = float(after) if after.replace(".", "", 1).isdigit() else FIRST_RETRY_SECONDS * 2 ** attempt
+    return float(after) if after.replace(".", "", 1).isdigit() else None
+
+
+def _wait(exc: Exception, attempt: int) -> float:
+    after = _retry_after(exc)
+    wait = after if after is not None else FIRST_RETRY_SECONDS * 2 ** attempt
     return wait * (1 + random.random() / 2)
 
 

@@ -205,28 +205,60 @@ def check_probe(declarations: Declarations, results: list[dict[str, Any]], image
     return names
 
 
-_CHECKED_SCHEMAS: set[str] = set()
+_VALIDATORS: dict[str, Any] = {}  # a schema's canonical JSON -> its validator, checked and built once
+_SEEN: dict[int, tuple[dict[str, Any], Any]] = {}  # id(schema) -> (schema, validator): no JSON for a known object
 
 
 def schema_problem(obj: dict[str, Any], schema: dict[str, Any], where: str) -> tuple[list[str], str] | None:
     """(path, message) of the error Prefect's `schema_tools.validate(..., raise_on_error=True)` would raise
-    (jsonschema's best match), or None when `obj` is valid. Prefect's raising path checks the schema itself against the JSON Schema meta-schema on
-    every call (~20 ms; 200 calls for 100 deployments); here each distinct schema is checked once."""
-    from jsonschema.exceptions import best_match
-    from prefect.utilities.schema_tools import is_valid_schema, validate
+    (jsonschema's best match), or None when `obj` is valid.
 
+    Prefect's `validate` prepares the schema (a deep copy, its preprocessing, `required` removed) and builds
+    a validator on every call, and its raising path also checks the schema against the JSON Schema
+    meta-schema (~20 ms): for a thousand deployments, two schemas each, that was seconds. Here each distinct
+    schema is checked and prepared once, the way `validate` prepares it (tests/unit/test_schema_cache.py
+    holds the two to the same answers)."""
+    from jsonschema.exceptions import best_match
+    from referencing.exceptions import Unresolvable
+
+    try:
+        error = best_match(_validator(schema, where).iter_errors(obj))
+    except (RecursionError, Unresolvable) as exc:  # a circular or dangling $ref, as Prefect reports them
+        raise SlipwayError(f"{where}: the schema cannot be checked ({type(exc).__name__}: "
+                           f"{' '.join(str(exc).split())[:200]})", "fix the schema's references") from exc
+    if error is None:
+        return None
+    return [str(p) for p in error.path], " ".join(error.message.split())
+
+
+def _validator(schema: dict[str, Any], where: str):
+    seen = _SEEN.get(id(schema))
+    if seen is not None and seen[0] is schema:
+        return seen[1]
     key = json.dumps(schema, sort_keys=True, default=str)
-    if key not in _CHECKED_SCHEMAS:
+    validator = _VALIDATORS.get(key)
+    if validator is None:
+        from prefect.utilities.schema_tools import is_valid_schema
+
         try:
             is_valid_schema(schema)
         except ValueError as exc:
             raise SlipwayError(f"{where}: {' '.join(str(exc).split())}",
                                "fix the flow's parameter annotations so Prefect can build a valid schema") from exc
-        _CHECKED_SCHEMAS.add(key)
-    error = best_match(validate(obj, schema, raise_on_error=False, ignore_required=True))
-    if error is None:
-        return None
-    return [str(p) for p in error.path], " ".join(error.message.split())
+        validator = _VALIDATORS[key] = prepared_validator(schema)
+    _SEEN[id(schema)] = (schema, validator)  # the reference keeps the id from being reused
+    return validator
+
+
+def prepared_validator(schema: dict[str, Any]):
+    """The validator `prefect.utilities.schema_tools.validate(obj, schema, ignore_required=True)` builds."""
+    from prefect._internal.schemas._registry import non_fetching_registry
+    from prefect.utilities.collections import remove_nested_keys
+    from prefect.utilities.schema_tools import validation
+
+    prepared = remove_nested_keys(["required"], validation.preprocess_schema(schema))
+    return validation._VALIDATOR(prepared, format_checker=validation._VALIDATOR.FORMAT_CHECKER,
+                                 registry=non_fetching_registry())
 
 
 # --- parameters --------------------------------------------------------------------------------------------

@@ -45,8 +45,9 @@ from pydantic import (
 )
 
 from slipway.errors import SlipwayError
-from slipway.project.config import CONFIG_FILE, TYPE_FIXES, EnvironmentConfig, Project
+from slipway.project.config import CONFIG_FILE, TYPE_FIXES, YAML_LOADER, EnvironmentConfig, Project
 from slipway.project.secrets import NOT_SECRET_FORM, check_not_secret_paths, refuse_secrets
+from slipway.timezones import list_once
 
 README_SECTION = "README.md 'Deployments'"
 # `path/to/file.py:function` — the form prefect.yaml uses, relative to the image's app directory.
@@ -100,6 +101,7 @@ class ScheduleDecl(_Strict):
     def _timezone(cls, v: str | None) -> str | None:
         from prefect._internal.schemas.validators import default_timezone
 
+        list_once()  # before Prefect's schedule models validate it again (to_prefect)
         return default_timezone(v)
 
     @field_validator("interval")
@@ -453,7 +455,7 @@ def _owned_warnings(filename: str, found: list[tuple[str, str]]) -> tuple[str, .
 def parse_declarations(text: str, filename: str = "deployments.yaml") -> Declarations:
     """Parse a deployments file's text (from the working tree, or from an older release's image label)."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=YAML_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

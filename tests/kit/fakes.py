@@ -25,6 +25,7 @@ from slipway.build.image import CREATED_LABEL, REVISION_LABEL, SOURCE_LABEL, VER
 from slipway.deploy.desired import DEFAULT_WORK_QUEUE, DesiredDeployment, ScheduleSpec
 from slipway.deploy.live import LiveDeployment, LivePool, LiveSchedule
 from slipway.deploy.plan import PlanRow, PoolPlan
+from slipway.deploy.write_concurrency import Writers
 from slipway.errors import SlipwayError
 
 
@@ -116,8 +117,6 @@ def _tar(files: dict[str, bytes]) -> bytes:
 class FakePrefect:
     """Work pools and deployments in memory, behind PrefectApi's methods; `writes` records each write."""
 
-    write_concurrency = 1
-
     def __init__(self):
         self.pools: dict[str, LivePool] = {}
         self.deployments: dict[str, LiveDeployment] = {}  # by id
@@ -176,6 +175,9 @@ class FakePrefect:
     def _check(self, name: str) -> None:
         if name in self.fail_on:
             raise SlipwayError(f"Prefect refused to write deployment {name}: HTTP 500", "check the server")
+
+    async def writers(self) -> Writers:
+        return Writers(1, "the test kit's fake Prefect")
 
     async def apply_pool(self, plan: PoolPlan) -> None:
         self.writes.append((f"pool {plan.action}", plan.name))
