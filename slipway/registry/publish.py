@@ -17,14 +17,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from slipway.build.assemble import AssembledImage, registry_manifest, sha256
+from slipway.build.assemble import DOCKER_MANIFEST, AssembledImage, registry_manifest, sha256
 from slipway.errors import SlipwayError
 from slipway.output import Reporter
 from slipway.registry.client import RawManifest, RegistryClient
 from slipway.registry.copy import CopyResult, copy_blob, human_size
-from slipway.registry.push import PushedImage, PushPlan, refuse_overwrite
-
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+from slipway.registry.push import PushedImage, plan_push, refuse_overwrite
 
 
 class NotPublishable(Exception):
@@ -64,18 +62,16 @@ def publish_assembled(registry: RegistryClient, cache: RegistryClient, image: As
     manifest = RawManifest(manifest_bytes, DOCKER_MANIFEST, sha256(manifest_bytes))
     reporter.step(f"checking access to {repository} ({registry.kind})")
     registry.check_access()
-    held = {tag: registry.manifest_digest(tag) for tag in tags}
-    to_push = [tag for tag in tags if held[tag] != manifest.digest]
-    refuse_overwrite(registry, repository, PushPlan(held, to_push, [t for t in to_push if held[t] is not None]))
+    plan = plan_push({tag: registry.manifest_digest(tag) for tag in tags}, {manifest.digest}, tags)
+    refuse_overwrite(registry, repository, plan)
     setup = registry.ensure_repository()  # the first write (ECR needs the repository before a push)
     if setup.get("created"):
         reporter.step(f"created repository {registry.repository} (tags immutable, scan on push)")
-    if not to_push:
+    if not plan.to_push:
         reporter.step(f"{repository} already holds {', '.join(tags)} for this image: nothing uploaded")
         return PushedImage(repository, manifest.digest, tags)
-    for tag in to_push:
-        if held[tag] is not None:
-            reporter.warn(f"{repository}:{tag} pointed at {held[tag]}; it now points at this build")
+    for tag in plan.replaced:
+        reporter.warn(f"{repository}:{tag} pointed at {plan.held[tag]}; it now points at this build")
     result = CopyResult(manifest.digest)
     for descriptor in content.layers:  # on one registry: mounted, no byte moves
         copy_blob(cache, registry, descriptor, reporter, result)
@@ -88,13 +84,13 @@ def publish_assembled(registry: RegistryClient, cache: RegistryClient, image: As
         registry.upload_blob(registry.start_upload(), digest, len(data), [data])
         uploaded += len(data)
         reporter.detail(f"uploaded {name} {digest[:19]} ({human_size(len(data))})")
-    for tag in to_push:
+    for tag in plan.to_push:
         written = registry.put_manifest(tag, manifest)
         if written != manifest.digest:
             raise SlipwayError(f"{repository} stored the manifest {manifest.digest} as {written} (the "
                                "registry rewrites manifests, so the digest deployments pin would not be the "
                                "image's)", "report it with the registry's name and version")
-    reporter.step(f"pushed {repository}:{', '.join(to_push)}: {human_size(uploaded)} uploaded, "
+    reporter.step(f"pushed {repository}:{', '.join(plan.to_push)}: {human_size(uploaded)} uploaded, "
                   f"{result.mounted_blobs + result.present_blobs} layer(s) already in the registry")
     pushed = verify(registry, repository, manifest.digest, tags)
     reporter.step(f"{pushed.reference} holds {', '.join(tags)}")
