@@ -156,3 +156,45 @@ def test_a_build_cache_holding_another_build_of_the_content_falls_back_to_the_en
     assert f"{registry.address}/{r.name}@{digest}" in image.attrs["RepoDigests"]  # the engine pushed it
     assert registry.manifest(r.name, sha)["config"]["digest"] == image.id
 
+
+
+def test_two_pushes_of_one_commit_at_once_and_a_push_stopped_before_its_tags(releases, registry, docker_engine,
+                                                                             monkeypatch):
+    """Two CI jobs push the same commit at the same moment: both end on one digest, every tag names it. A push
+    that stops after its blobs and before its first tag (the registry refusing the manifest, injected here on
+    the real registry: the client's PUT raises) leaves no tag, and the next push finishes without uploading a
+    blob again."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from slipway.errors import SlipwayError
+    from slipway.registry.client import RegistryClient
+
+    r = releases
+    once(r.server)
+    pipeline.build(pipeline.Workspace(load_project(r.root), Reporter(stream=io.StringIO())))
+    sha = git(r.root, "rev-parse", "HEAD")
+    real_put = RegistryClient.put_manifest
+
+    def refused(self, reference, manifest):
+        raise SlipwayError("the registry refused the manifest (injected)", "push again")
+
+    monkeypatch.setattr(RegistryClient, "put_manifest", refused)
+    ws = pipeline.Workspace(load_project(r.root), Reporter(stream=io.StringIO()))
+    with pytest.raises(SlipwayError, match="injected"):
+        pipeline.push(ws, open_target(ws.project, "local"))
+    assert registry.tags(r.name) == []  # blobs only: no tag points at an incomplete image
+    uploads = uploaded_blobs(registry, r.name)
+    assert len(uploads) == SLIPWAY_LAYERS + 1
+    monkeypatch.setattr(RegistryClient, "put_manifest", real_put)
+
+    def push(_):
+        ws = pipeline.Workspace(load_project(r.root), Reporter(stream=io.StringIO()))
+        return pipeline.push(ws, open_target(ws.project, "local"))
+
+    with ThreadPoolExecutor(2) as pool:
+        pushed = list(pool.map(push, range(2)))
+
+    assert pushed[0].digest == pushed[1].digest == registry.digest(r.name, sha)
+    assert sorted(registry.tags(r.name)) == sorted(pushed[0].tags)
+    assert {registry.digest(r.name, tag) for tag in pushed[0].tags} == {pushed[0].digest}
+    assert uploaded_blobs(registry, r.name) == uploads  # the stopped push's blobs were kept and reused
