@@ -5,7 +5,9 @@ Writes go as many at once as the environment allows (deploy/prefect_api.py), eac
 environment's release lease is certainly held (deploy/lease.py). When one fails, nothing new is started, the
 writes under way finish, and the failure is one `IncompleteRelease` error that says how many deployments were
 written, which were not, and that running the same command again finishes the release (the plan of a rerun
-holds only what is still missing or different). Ctrl-C or SIGTERM stops it the same way, saying where.
+holds only what is still missing or different). Ctrl-C or SIGTERM stops it the same way, saying where; the
+writes it cuts off were sent and may or may not have landed, so they are counted apart, never as written or
+as not written.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ async def apply_plan(api: PrefectApi, plan: Plan, reporter: Reporter, verb: str 
     removed = [r for r in plan.removed if r.action != "unchanged"]
     names = [row.name for row in pending] + [r.name for r in removed]
     written: list[str] = []
+    sent: set[str] = set()  # under way: sent, no answer yet (a write cut off by Ctrl-C stays here)
     failures: list[tuple[str, SlipwayError]] = []
     flow_ids: dict[str, Any] = {}
 
@@ -51,6 +54,7 @@ async def apply_plan(api: PrefectApi, plan: Plan, reporter: Reporter, verb: str 
                 return
             try:
                 held()
+                sent.add(row.name)
                 if row.action == "created":
                     row.id = await api.create_deployment(row, flow_ids)
                 elif row.upsert:
@@ -60,8 +64,10 @@ async def apply_plan(api: PrefectApi, plan: Plan, reporter: Reporter, verb: str 
                 if row.desired.triggers if row.action == "created" else "triggers" in row.fields:
                     await api.replace_automations(row.id, row.name, row.desired.triggers)
             except SlipwayError as exc:
+                sent.discard(row.name)
                 failures.append((row.name, exc))
                 return
+            sent.discard(row.name)
         written.append(row.name)
         reporter.step(f"{row.action} {row.name}" + (f" ({row.note})" if row.note else ""))
 
@@ -74,6 +80,7 @@ async def apply_plan(api: PrefectApi, plan: Plan, reporter: Reporter, verb: str 
                 break
             try:
                 held()
+                sent.add(gone.name)
                 if gone.drop_automations:
                     await api.replace_automations(gone.live.id, gone.name, [])
                 if gone.action == "deleted":
@@ -83,14 +90,19 @@ async def apply_plan(api: PrefectApi, plan: Plan, reporter: Reporter, verb: str 
                     await api.pause_deployment(gone.live)
                     reporter.step(f"paused {gone.name}: the release does not declare it")
             except SlipwayError as exc:
+                sent.discard(gone.name)
                 failures.append((gone.name, exc))
                 break
+            sent.discard(gone.name)
             written.append(gone.name)
     except anyio.get_cancelled_exc_class():  # Ctrl-C or SIGTERM: say where it stopped, then stop
         with anyio.CancelScope(shield=True):
-            done = set(written)
-            reporter.step(f"interrupted after writing {len(written)} of {len(names)} changed deployment(s); "
-                          f"not written: {_names([name for name in names if name not in done])}")
+            done = set(written) | sent
+            cut_off = [name for name in names if name in sent]
+            reporter.step(f"interrupted after writing {len(written)} of {len(names)} changed deployment(s)"
+                          + (f"; cut off while being written, may have landed: {_names(cut_off)}" if cut_off
+                             else "")
+                          + f"; not written: {_names([name for name in names if name not in done])}")
         raise
     if failures:
         raise incomplete(verb, plan, names, written, failures[0])

@@ -1,5 +1,5 @@
 """How many Prefect writes slipway sends at once to one environment: slipway.yaml
-`environments.<env>.prefect.write_concurrency`, a number (1 by default), or `auto`, chosen here per server.
+`environments.<env>.prefect.write_concurrency`, `auto` (the default), chosen here per server, or a number.
 
 `auto` asks what the server is, once per run and only when there is something to write:
 - Prefect Cloud (the API URL is under PREFECT_CLOUD_API_URL, Prefect's own test): CLOUD_WRITERS. Cloud

@@ -65,12 +65,10 @@ class PrefectConfig(_Strict):
     # key; a self-hosted server started with PREFECT_SERVER_API_AUTH_STRING takes that `user:password` string.
     api_key_env: str | None = None
     auth_string_env: str | None = None
-    # Deployment writes sent at once: a whole number from 1 to 32 (1, the default, suits a server on SQLite,
-    # where a second concurrent write waits on the database lock and may be refused), or `auto`, which picks
-    # one for the server it finds (slipway/deploy/write_concurrency.py): 1 on SQLite, more on PostgreSQL and
-    # on Prefect Cloud. Not the default yet: with several writers on PostgreSQL the release tests saw an
-    # interrupted deploy under-count the writes in flight, and one update hang until the client's timeout.
-    write_concurrency: int | Literal["auto"] = 1
+    # Deployment writes sent at once: `auto` (the default) picks a number for the server it finds
+    # (slipway/deploy/write_concurrency.py): 1 on SQLite, where a second concurrent write waits on the database
+    # lock and may be refused, 8 on PostgreSQL, 4 on Prefect Cloud; or a whole number from 1 to 32.
+    write_concurrency: int | Literal["auto"] = "auto"
 
     @field_validator("write_concurrency", mode="before")
     @classmethod

@@ -168,11 +168,11 @@ def test_auto_picks_the_writers_for_the_server_it_finds(setting, cloud, fields, 
     assert server.requests == (1 if setting == "auto" and not cloud else 0)
 
 
-def test_one_is_the_default_and_a_number_or_auto_is_all_it_takes():
+def test_auto_is_the_default_and_a_number_or_auto_is_all_it_takes():
     from pydantic import ValidationError
 
-    assert PrefectConfig(api_url="http://x/api").write_concurrency == 1
-    assert PrefectConfig(api_url="http://x/api", write_concurrency="auto").write_concurrency == "auto"
+    assert PrefectConfig(api_url="http://x/api").write_concurrency == "auto"
+    assert PrefectConfig(api_url="http://x/api", write_concurrency=1).write_concurrency == 1
     assert PrefectConfig(api_url="http://x/api", write_concurrency=32).write_concurrency == 32
     for wrong in (0, 33, "many", True, 2.5):
         with pytest.raises(ValidationError):
