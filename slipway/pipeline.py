@@ -44,12 +44,13 @@ from slipway.deploy.desired import desired_deployments
 from slipway.deploy.guard import LiveRelease, check_downgrade
 from slipway.deploy.history import HistoryEntry, ReleaseRef, history_key, new_entry, read_history, write_entry
 from slipway.deploy.lease import release_lease
-from slipway.deploy.live import LiveDeployment, read_snapshot
+from slipway.deploy.live import LiveDeployment, LiveSnapshot, read_snapshot
 from slipway.deploy.ownership import Owner, check_takeover
 from slipway.deploy.plan import Plan, plan_deployments, plan_removed, plan_work_pool
 from slipway.deploy.prefect_api import PrefectApi
 from slipway.deploy.pull import kubernetes_pull, pull_credentials
 from slipway.deploy.triggers import owner_resource
+from slipway.deploy.unchanged import Inputs, Unchanged, recall, remember, what_to_read
 from slipway.deploy.validate import ReleaseConfig, ValidatedRelease, check_manifests, pool_state, validate_release
 from slipway.errors import SlipwayError
 from slipway.output import Reporter
@@ -68,6 +69,7 @@ from slipway.registry.releases import (
     read_release_layer,
     release_at,
 )
+from slipway.results import unchanged_outputs
 from slipway.target import Target
 
 PLACEHOLDER_DIGEST = "sha256:" + "0" * 64  # validation before the first push: the real digest is not known yet
@@ -232,12 +234,18 @@ async def plan_release(api: PrefectApi, validated: ValidatedRelease, reference: 
     """Compare the validated release, pinned to `reference`, with what Prefect holds: the declared deployments
     (refusing one another environment registered), and this environment's deployments the release no longer
     declares (paused, or deleted with `prune`)."""
+    desired = desired_deployments(validated.deployments, validated.schemas, reference, commit,
+                                  validated.config.app_dir, owner_of(target))
+    snapshot = await read_snapshot(api, validated.pool.name, [d.full_name for d in desired])
+    return plan_from_snapshot(validated, desired, snapshot, target, reported_reference, prune)
+
+
+def plan_from_snapshot(validated: ValidatedRelease, desired: list, snapshot: LiveSnapshot, target: Target,
+                       reported_reference: str | None, prune: bool = False) -> Plan:
+    """The plan of `desired` against what Prefect held (`snapshot`): no reads, no writes."""
     pool = validated.pool
     owner = owner_of(target)
-    desired = desired_deployments(validated.deployments, validated.schemas, reference, commit,
-                                  validated.config.app_dir, owner)
     names = [d.full_name for d in desired]
-    snapshot = await read_snapshot(api, pool.name, names)
     pool_plan = plan_work_pool(snapshot.pool, pool.name, pool.type, pool.template, pool.managed)
     automations = snapshot.automations
     live = {name: with_automations(d, automations) for name, d in snapshot.by_name.items()}
@@ -271,8 +279,12 @@ async def guard_downgrade(ws: Workspace, target: Target, api: PrefectApi, pool_n
     check_downgrade(target.name, ws.commit.sha, live, lambda older, newer: is_ancestor(ws.commit.root, older, newer))
 
 
-async def plan(ws: Workspace, target: Target, prune: bool = False) -> tuple[Plan, HeadRelease]:
-    """What deploy would do, writing nothing (not even the work pool); the downgrade guard runs too."""
+async def plan(ws: Workspace, target: Target, prune: bool = False) -> tuple[Plan, HeadRelease] | Unchanged:
+    """What deploy would do, writing nothing (not even the work pool); the downgrade guard runs too. A release
+    a full run left unchanged is told without Prefect's client (deploy/unchanged.py)."""
+    known = await recall_unchanged(ws, target, False, prune, verb="plan")
+    if known is not None:
+        return known
     config = ReleaseConfig.from_project(ws.project, target.name)
     warn_declarations(ws, config.declarations)
     head = find_head_release(ws, target)
@@ -286,11 +298,15 @@ async def plan(ws: Workspace, target: Target, prune: bool = False) -> tuple[Plan
 
 
 async def deploy(ws: Workspace, target: Target, allow_downgrade: bool = False, prune: bool = False,
-                 message: str | None = None) -> Plan:
+                 message: str | None = None) -> Plan | Unchanged:
     """Register every deployment pinned to HEAD's image digest, pushing the image first when needed; pause (or
     with `prune` delete) this environment's deployments the release no longer declares; record the release in
-    the environment's history."""
+    the environment's history. A redeploy of what a full run left unchanged is told without Prefect's client
+    (deploy/unchanged.py)."""
     refuse_dirty_release(ws, target)
+    known = await recall_unchanged(ws, target, allow_downgrade, prune)
+    if known is not None:
+        return known
     config = ReleaseConfig.from_project(ws.project, target.name)
     warn_declarations(ws, config.declarations)
     head = find_head_release(ws, target)
@@ -315,6 +331,7 @@ async def apply_head(ws: Workspace, target: Target, api: PrefectApi, head: HeadR
             ws.reporter.step(f"{target.name} already runs {head.pushed.reference}: nothing to write")
             await record_applied(api, target, "deploy", release_of(ws, head.pushed), unchanged, message,
                                  ws.reporter)  # records only a release the history does not end with yet
+            await remember_unchanged(ws, target, validated, head.pushed, unchanged, allow_downgrade, prune)
             return unchanged
     async with release_lease(api, target.name, ws.reporter) as lease:
         if not allow_downgrade:  # ...and checked again once no other release can write meanwhile
@@ -329,7 +346,49 @@ async def apply_head(ws: Workspace, target: Target, api: PrefectApi, head: HeadR
         result = await plan_pushed(api, validated, pushed, ws.commit, target, prune)
         await apply_plan(api, result, ws.reporter, lease=lease)
         await record_applied(api, target, "deploy", release_of(ws, pushed), result, message, ws.reporter)
+        await remember_unchanged(ws, target, validated, pushed, result, allow_downgrade, prune)
     return result
+
+
+def unchanged_inputs(ws: Workspace, target: Target, digest: str, allow_downgrade: bool,
+                     prune: bool) -> Inputs | None:
+    """What a deploy of HEAD follows from besides Prefect's state; None when it cannot be remembered: a dirty
+    tree (its files are not a commit's), or a Prefect reached through the test kit's fakes."""
+    if ws.commit.dirty or not target.plain_reads:
+        return None
+    return Inputs(ws.commit.root, target.name, target.prefect.api_url, target.repository, ws.commit.sha, digest,
+                  allow_downgrade, prune)
+
+
+async def recall_unchanged(ws: Workspace, target: Target, allow_downgrade: bool, prune: bool,
+                           verb: str = "deploy") -> Unchanged | None:
+    """A deploy (or plan) whose inputs and whose environment are as a full run left them, told before Prefect
+    is even imported (deploy/unchanged.py)."""
+    if ws.commit.dirty or not target.plain_reads:
+        return None
+    digest = target.registry.manifest_digest(ws.commit.image_tags()[0])
+    inputs = digest and unchanged_inputs(ws, target, digest, allow_downgrade, prune)
+    known = await recall(inputs, target, ws.reporter) if inputs else None
+    if known is not None:
+        ws.reporter.step(f"{target.name} already runs {known.reference}: nothing to "
+                         f"{'write' if verb == 'deploy' else 'change'} (Prefect holds what slipway last checked "
+                         "for this commit)")
+    return known
+
+
+async def remember_unchanged(ws: Workspace, target: Target, validated: ValidatedRelease, pushed: PushedImage,
+                             applied: Plan, allow_downgrade: bool, prune: bool) -> None:
+    """After a deploy that left the environment as the release declares: remember it for the next one."""
+    inputs = unchanged_inputs(ws, target, pushed.digest, allow_downgrade, prune)
+    if inputs is None:
+        return
+
+    def plan_of(snapshot: LiveSnapshot) -> Plan:
+        desired = desired_deployments(validated.deployments, validated.schemas, pushed.reference, ws.commit,
+                                      validated.config.app_dir, owner_of(target))
+        return plan_from_snapshot(validated, desired, snapshot, target, pushed.reference, prune)
+
+    await remember(inputs, target, what_to_read(target, applied), plan_of, unchanged_outputs, ws.reporter)
 
 
 def release_of(ws: Workspace, pushed: PushedImage) -> ReleaseRef:
@@ -344,7 +403,7 @@ async def plan_pushed(api: PrefectApi, validated: ValidatedRelease, pushed: Push
 
 
 async def release(ws: Workspace, target: Target, allow_dirty: bool = False, allow_downgrade: bool = False,
-                  prune: bool = False, message: str | None = None) -> tuple[BuiltImage | None, Plan]:
+                  prune: bool = False, message: str | None = None) -> tuple[BuiltImage | None, Plan | Unchanged]:
     """`make image deploy` in one process: HEAD's image (unless the registry already holds HEAD's release),
     then deploy. Work that does not depend on each other overlaps: the Docker build runs while the
     declarations load (and Prefect is imported); the in-image probe runs while Prefect's client connects and

@@ -10,6 +10,7 @@ from typing import Any
 from slipway.build.image import BuiltImage
 from slipway.deploy.history import HistoryEntry
 from slipway.deploy.plan import Plan, PlanRow
+from slipway.deploy.unchanged import Printed, Unchanged
 from slipway.registry.copy import CopyResult
 from slipway.registry.push import PushedImage
 from slipway.registry.releases import Release
@@ -57,6 +58,27 @@ def plan_json(plan: Plan, pushed: bool) -> dict[str, Any]:
 def deploy_json(plan: Plan) -> dict[str, Any]:
     return {"reference": plan.reference, "work_pool": _pool(plan),
             "deployments": [_row(r, changes=False) for r in plan.rows], "removed": _removed(plan)}
+
+
+def deploy_outputs(outcome: Plan | Unchanged) -> tuple[dict[str, Any], str]:
+    """deploy's JSON and human summary; a redeploy told unchanged prints what a full run that found it so
+    printed (deploy/unchanged.py), which `unchanged_outputs` wrote."""
+    if isinstance(outcome, Unchanged):
+        return outcome.deploy.json, outcome.deploy.human
+    return deploy_json(outcome), plan_human(outcome, "deploy")
+
+
+def plan_outputs(plan: Plan | Unchanged, pushed: bool = True,
+                 reference_text: str | None = None) -> tuple[dict[str, Any], str]:
+    if isinstance(plan, Unchanged):
+        return plan.plan.json, plan.plan.human
+    return plan_json(plan, pushed), plan_human(plan, "plan", reference_text)
+
+
+def unchanged_outputs(plan: Plan) -> tuple[Printed, Printed]:
+    """What deploy and plan print for `plan`, a release pushed and changing nothing, kept for the next run."""
+    deploy_printed, deploy_text = deploy_outputs(plan)
+    return Printed(deploy_printed, deploy_text), Printed(*plan_outputs(plan, True, plan.reference))
 
 
 def rollback_json(plan: Plan, release: Release) -> dict[str, Any]:

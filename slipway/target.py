@@ -28,6 +28,7 @@ class Target:
     registry: RegistryClient
     prefect: PrefectSettings
     connector: PrefectConnector  # PrefectApi.connect, or a fake's
+    plain_reads: bool = False  # a real API, readable with plain HTTP too (deploy/unchanged.py); not a fake's
 
     @property
     def repository(self) -> str:
@@ -58,5 +59,6 @@ class Target:
 def open_target(project: Project, name: str) -> Target:
     """The real Target for environment `name`: an unknown name is one error listing the known ones."""
     env = project.environment(name)
-    return Target(name, env, registry_client(env, name), PrefectSettings(name, env.prefect), PrefectApi.connect)
+    return Target(name, env, registry_client(env, name), PrefectSettings(name, env.prefect), PrefectApi.connect,
+                  plain_reads=True)
 

@@ -24,6 +24,7 @@ def add_arguments(parser, verb):
 
 def run(args, reporter):
     ws = workspace(args, reporter)
-    plan = anyio.run(pipeline.deploy, ws, open_target(ws.project, args.env), args.rollback, args.prune,
-                     args.message)
-    reporter.result(results.deploy_json(plan), human=results.plan_human(plan, "deploy"))
+    outcome = anyio.run(pipeline.deploy, ws, open_target(ws.project, args.env), args.rollback, args.prune,
+                        args.message)
+    printed, human = results.deploy_outputs(outcome)
+    reporter.result(printed, human=human)

@@ -8,6 +8,7 @@ import anyio
 
 from slipway import pipeline, results
 from slipway.commands import add_env_argument, add_prune_argument, workspace
+from slipway.deploy.unchanged import Unchanged
 from slipway.target import open_target
 
 CHANGES_EXIT_CODE = 2
@@ -23,8 +24,13 @@ def add_arguments(parser, verb):
 def run(args, reporter):
     ws = workspace(args, reporter)
     target = open_target(ws.project, args.env)
-    plan, head = anyio.run(pipeline.plan, ws, target, args.prune)
-    reference = plan.reference or f"{head.image} (not in the registry yet: deploy pushes it first)"
-    reporter.result(results.plan_json(plan, pushed=head.pushed is not None),
-                    human=results.plan_human(plan, "plan", reference))
-    return CHANGES_EXIT_CODE if args.exit_code and plan.writes else 0
+    outcome = anyio.run(pipeline.plan, ws, target, args.prune)
+    if isinstance(outcome, Unchanged):  # told from what a full run found: nothing would change
+        printed, human, writes = *results.plan_outputs(outcome), 0
+    else:
+        plan, head = outcome
+        reference = plan.reference or f"{head.image} (not in the registry yet: deploy pushes it first)"
+        printed, human = results.plan_outputs(plan, head.pushed is not None, reference)
+        writes = plan.writes
+    reporter.result(printed, human=human)
+    return CHANGES_EXIT_CODE if args.exit_code and writes else 0

@@ -19,11 +19,12 @@ def add_arguments(parser, verb):
 
 def run(args, reporter):
     ws = workspace(args, reporter)
-    built, plan = anyio.run(pipeline.release, ws, open_target(ws.project, args.env), args.allow_dirty,
-                            args.rollback, args.prune, args.message)
+    built, outcome = anyio.run(pipeline.release, ws, open_target(ws.project, args.env), args.allow_dirty,
+                               args.rollback, args.prune, args.message)
     if built is not None:
         reporter.record("image", results.image_json(built))
-    human = (results.image_human(built) + "\n" if built else "") + results.plan_human(plan, "deploy")
-    reporter.result({"image": results.image_json(built) if built else None, "deploy": results.deploy_json(plan)},
+    printed, deployed = results.deploy_outputs(outcome)
+    human = (results.image_human(built) + "\n" if built else "") + deployed
+    reporter.result({"image": results.image_json(built) if built else None, "deploy": printed},
                     human=human, record_as=None)
-    reporter.record("deploy", results.deploy_json(plan))
+    reporter.record("deploy", printed)

@@ -62,39 +62,49 @@ class LivePool:
 
 
 def deployment_from_response(response, flow_name: str) -> LiveDeployment:
-    """A Prefect `DeploymentResponse` as plain data."""
+    """A Prefect `DeploymentResponse` as plain data: as its JSON, so that a deployment read through Prefect's
+    client and one read with plain HTTP (deploy/prefect_reads.py) are the same value."""
+    return deployment_from_json(response.model_dump(mode="json"), flow_name)
+
+
+def deployment_from_json(data: dict[str, Any], flow_name: str) -> LiveDeployment:
+    """A deployment as Prefect's API returns it (JSON) as plain data."""
     # `concurrency_limit` on the response is deprecated: the limit lives in a global concurrency limit.
-    gcl = getattr(response, "global_concurrency_limit", None)
+    gcl = data.get("global_concurrency_limit")
+    options = data.get("concurrency_options")
     return LiveDeployment(
-        id=str(response.id),
+        id=str(data["id"]),
         flow_name=flow_name,
-        name=response.name,
-        version=response.version,
-        description=response.description,
-        tags=list(response.tags or []),
-        parameters=dict(response.parameters or {}),
-        parameter_openapi_schema=response.parameter_openapi_schema,
-        job_variables=dict(response.job_variables or {}),
-        work_pool_name=response.work_pool_name,
-        work_queue_name=response.work_queue_name,
-        entrypoint=response.entrypoint,
-        path=response.path,
-        pull_steps=response.pull_steps,
-        concurrency_limit=gcl.limit if gcl is not None else None,
-        enforce_parameter_schema=bool(response.enforce_parameter_schema),
-        paused=bool(response.paused),
-        labels=dict(getattr(response, "labels", None) or {}),
-        concurrency_options=(response.concurrency_options.model_dump(mode="json", exclude_none=True)
-                             if getattr(response, "concurrency_options", None) else None),
-        schedules=[LiveSchedule(id=str(s.id), slug=s.slug, active=bool(s.active),
-                                parameters=dict(s.parameters or {}),
-                                schedule=ScheduleSpec.from_api(s.schedule.model_dump()))
-                   for s in response.schedules or []],
+        name=data["name"],
+        version=data.get("version"),
+        description=data.get("description"),
+        tags=list(data.get("tags") or []),
+        parameters=dict(data.get("parameters") or {}),
+        parameter_openapi_schema=data.get("parameter_openapi_schema"),
+        job_variables=dict(data.get("job_variables") or {}),
+        work_pool_name=data.get("work_pool_name"),
+        work_queue_name=data.get("work_queue_name"),
+        entrypoint=data.get("entrypoint"),
+        path=data.get("path"),
+        pull_steps=data.get("pull_steps"),
+        concurrency_limit=gcl.get("limit") if gcl else None,
+        enforce_parameter_schema=bool(data.get("enforce_parameter_schema")),
+        paused=bool(data.get("paused")),
+        labels=dict(data.get("labels") or {}),
+        concurrency_options={k: v for k, v in options.items() if v is not None} if options else None,
+        schedules=[LiveSchedule(id=str(s["id"]), slug=s.get("slug"), active=bool(s.get("active")),
+                                parameters=dict(s.get("parameters") or {}),
+                                schedule=ScheduleSpec.from_api(s["schedule"]))
+                   for s in data.get("schedules") or []],
     )
 
 
 def pool_from_response(response) -> LivePool:
-    return LivePool(name=response.name, type=response.type, base_job_template=response.base_job_template or {})
+    return pool_from_json(response.model_dump(mode="json"))
+
+
+def pool_from_json(data: dict[str, Any]) -> LivePool:
+    return LivePool(name=data["name"], type=data["type"], base_job_template=data.get("base_job_template") or {})
 
 
 @dataclass(frozen=True)

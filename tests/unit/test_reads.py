@@ -17,8 +17,15 @@ from slipway.project.config import PrefectConfig
 from tests.kit.fakes import FakePrefect
 
 
+class Response(SimpleNamespace):
+    """A DeploymentResponse's fields, and its JSON as the client's model gives it."""
+
+    def model_dump(self, mode: str = "json") -> dict:
+        return {key: str(value) if isinstance(value, uuid.UUID) else value for key, value in vars(self).items()}
+
+
 def response(flow_id, name: str, pool: str = "pool"):
-    return SimpleNamespace(
+    return Response(
         id=uuid.uuid4(), flow_id=flow_id, name=name, version=None, description=None, tags=[], parameters={},
         parameter_openapi_schema=None, job_variables={}, work_pool_name=pool, work_queue_name="default",
         entrypoint=None, path=None, pull_steps=None, global_concurrency_limit=None, enforce_parameter_schema=True,
