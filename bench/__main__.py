@@ -1,14 +1,16 @@
 """`python -m bench [--quick] [--only X]` (`make bench [QUICK=1]`): slipway side by side with `prefect deploy`.
 
 One run starts its own registry container and Prefect server (random ports), snapshots the working tree into
-a temporary repository pointed at them, measures (a)-(h) and removes everything it created. It prints a
+a temporary repository pointed at them, measures (a)-(h) on a Prefect server on SQLite and (i) on its own PostgreSQL-backed
+stack, and removes everything it created. It prints a
 table (figure, value, target, met/missed) and writes bench/results/latest.json. --quick: one run of each
-figure instead of three (same keys, same counts). --only a|b|d|e|h (repeatable): just those scenarios; the
+figure instead of three (same keys, same counts). --only a|b|d|e|h|i (repeatable): just those scenarios; the
 other figures already in the results file are kept. Nothing here asserts a time: these are figures, not tests.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import io
 import json
@@ -20,7 +22,7 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import cold_runner, image_build, register, release, rollback
+from bench import cold_runner, image_build, register, release, rollback, scale
 from bench.common import median, table
 from bench.project import BenchRepo
 from bench.stack import bench_stack
@@ -60,8 +62,9 @@ FIGURES = {
     "same_commit_same_digest": ("==", True, "(h) HEAD released from an empty engine, the engine emptied, a "
                                 "second clone of that commit built (content image from the build cache) and "
                                 "pushed to another repository: the same image digest"),
+    **scale.FIGURES,  # (i) 1,000 deployments on a PostgreSQL-backed server (issue 18)
 }
-SCENARIOS = ("a", "b", "d", "e", "h")
+SCENARIOS = ("a", "b", "d", "e", "h", "i")
 
 
 def measured_commit() -> str:
@@ -122,9 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     details: dict = {}
     errors: dict = {}
     started = time.monotonic()
-    with bench_stack(client) as stack:
-        base = ensure_base(client, load_project(REPO_ROOT), Reporter(stream=io.StringIO()))
-        repo = BenchRepo.create(stack.workdir / "repo", stack.registry_address, stack.api_url, base, stack.label)
+    base = ensure_base(client, load_project(REPO_ROOT), Reporter(stream=io.StringIO()))
+    quick_counts, extrapolated = {}, {}
+    with bench_stack(client) if chosen - {"i"} else contextlib.nullcontext() as stack:
+        repo = stack and BenchRepo.create(stack.workdir / "repo", stack.registry_address, stack.api_url, base,
+                                          stack.label)
 
         def cold() -> dict:
             seconds, rows = image_build.cold_builds(client, repo.root, runs, stack.track)
@@ -142,11 +147,22 @@ def main(argv: list[str] | None = None) -> int:
             out = scenario(name, errors, func, *(() if func is cold else (stack, repo, runs)), **extra)
             figures.update(out["figures"])
             details.update(out["details"])
+    if "i" in chosen:
+        with bench_stack(client, database="postgres") as pg:  # (i): its own server, on PostgreSQL
+            pg_repo = BenchRepo.create(pg.workdir / "repo", pg.registry_address, pg.api_url, base, pg.label)
+            out = scenario("(i) 1,000 deployments on PostgreSQL", errors, scale.run, pg, pg_repo, runs,
+                           quick=args.quick)
+            figures.update(out["figures"])
+            details.update(out["details"])
+            quick_counts.update(out.get("quick_counts", {}))
+            extrapolated.update(out.get("extrapolated", {}))
 
     if args.only and args.output.exists():  # the figures of the scenarios not run now stay as they were
         previous = json.loads(args.output.read_text())
         figures = {**{k: previous.get(k) for k in FIGURES if previous.get(k) is not None}, **figures}
         details = {**(previous.get("details") or {}), **details}
+        if "i" not in chosen:
+            quick_counts, extrapolated = previous.get("quick_counts") or {}, previous.get("extrapolated") or {}
     rows = []
     for key, (op, target, what) in FIGURES.items():
         value = figures.get(key)
@@ -161,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         **{key: figures.get(key) for key in FIGURES},
         "quick": args.quick,
+        "quick_counts": quick_counts,  # figures --quick measured at a smaller count than the full run
+        "extrapolated": extrapolated,  # figures computed from an extrapolation, and how
         "runs": runs,
         "scenarios": sorted(chosen),
         "status": {key: verdict(key, figures.get(key)) for key in FIGURES},

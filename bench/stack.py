@@ -203,14 +203,21 @@ class BenchStack:
         return out
 
     def deployments_state(self, pool: str) -> dict[str, dict]:
-        """Every deployment in `pool` as the API holds it: "flow/name" -> {"updated", "image"}."""
+        """Every deployment in `pool` as the API holds it (in pages): "flow/name" -> {"updated", "image"}."""
         from prefect.client.orchestration import PrefectClient
         from prefect.client.schemas.filters import WorkPoolFilter, WorkPoolFilterName
+        from prefect.client.schemas.sorting import DeploymentSort
 
         async def read() -> dict[str, dict]:
+            deps: list = []
             async with PrefectClient(api=self.api_url) as client:
-                deps = await client.read_deployments(
-                    work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])), limit=200)
+                while True:
+                    page = await client.read_deployments(
+                        work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])), limit=200,
+                        offset=len(deps), sort=DeploymentSort.NAME_ASC)
+                    deps += page
+                    if len(page) < 200:
+                        break
                 flows = {f.id: f.name for f in await client.read_flows(limit=200)}
             return {f"{flows.get(d.flow_id, '?')}/{d.name}": {"updated": d.updated.isoformat(),
                                                                 "image": (d.job_variables or {}).get("image")}
@@ -219,18 +226,27 @@ class BenchStack:
         return anyio.run(read)
 
     def delete_deployments(self, pool: str) -> None:
+        """Every deployment in `pool`, deleted eight at a time on PostgreSQL (one at a time on SQLite, which
+        takes one write at a time)."""
         from prefect.client.orchestration import PrefectClient
         from prefect.client.schemas.filters import WorkPoolFilter, WorkPoolFilterName
 
         async def delete() -> None:
             async with PrefectClient(api=self.api_url) as client:
+                limiter = anyio.CapacityLimiter(8 if self.database == "postgres" else 1)
+
+                async def one(deployment_id) -> None:
+                    async with limiter:
+                        await client.delete_deployment(deployment_id)
+
                 while True:
                     deps = await client.read_deployments(
                         work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])), limit=200)
                     if not deps:
                         return
-                    for d in deps:
-                        await client.delete_deployment(d.id)
+                    async with anyio.create_task_group() as tg:
+                        for d in deps:
+                            tg.start_soon(one, d.id)
 
         anyio.run(delete)
 
