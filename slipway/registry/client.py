@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +56,10 @@ class RawManifest:
     def is_index(self) -> bool:
         return self.media_type in INDEX_TYPES
 
+
+READ_RETRIES = 3
+FIRST_READ_RETRY_SECONDS = 0.2
+RETRIED_READ_STATUSES = (429, 500, 502, 503, 504)
 
 class RegistryClient:
     """Read access to one repository, the checks a push needs, and the writes a copy between registries
@@ -270,6 +275,15 @@ class RegistryClient:
             resp = self._send(method, url, {**headers, **self._authorization(scope, fetch=True)}, **kwargs)
             if resp.status_code == 401:
                 raise self._rejected()
+        # A read the registry fails with a 5xx or 429 is sent again (GET and HEAD change nothing), as
+        # go-containerregistry's transport does: the filesystem-backed registry answers 500 to a manifest HEAD
+        # that meets another push writing the same tag at that moment (two CI jobs of one commit).
+        for attempt in range(READ_RETRIES):
+            if method not in ("GET", "HEAD") or resp.status_code not in RETRIED_READ_STATUSES:
+                break
+            resp.close()
+            time.sleep(FIRST_READ_RETRY_SECONDS * 2 ** attempt)
+            resp = self._send(method, url, {**headers, **self._authorization(scope, fetch=True)}, **kwargs)
         if resp.status_code == 403:
             raise SlipwayError(f"registry {self.host} denied {actions} access to {self.repository} "
                                f"for {self.credentials_source()}", self.credentials_fix())
