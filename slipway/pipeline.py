@@ -350,12 +350,14 @@ async def apply_head(ws: Workspace, target: Target, api: PrefectApi, head: HeadR
     return result
 
 
-def unchanged_inputs(ws: Workspace, target: Target, digest: str, allow_downgrade: bool,
-                     prune: bool) -> Inputs | None:
-    """What a deploy of HEAD follows from besides Prefect's state; None when it cannot be remembered: a dirty
-    tree (its files are not a commit's), or a Prefect reached through the test kit's fakes."""
-    if ws.commit.dirty or not target.plain_reads:
-        return None
+def remembers(ws: Workspace, target: Target) -> bool:
+    """Whether a deploy of HEAD can be remembered as unchanged: not for a dirty tree (its files are not a
+    commit's), nor for a Prefect reached through the test kit's fakes."""
+    return not ws.commit.dirty and target.plain_reads
+
+
+def unchanged_inputs(ws: Workspace, target: Target, digest: str, allow_downgrade: bool, prune: bool) -> Inputs:
+    """What a deploy of HEAD follows from besides Prefect's state."""
     return Inputs(ws.commit.root, target.name, target.prefect.api_url, target.repository, ws.commit.sha, digest,
                   allow_downgrade, prune)
 
@@ -364,11 +366,12 @@ async def recall_unchanged(ws: Workspace, target: Target, allow_downgrade: bool,
                            verb: str = "deploy") -> Unchanged | None:
     """A deploy (or plan) whose inputs and whose environment are as a full run left them, told before Prefect
     is even imported (deploy/unchanged.py)."""
-    if ws.commit.dirty or not target.plain_reads:
+    if not remembers(ws, target):
         return None
     digest = target.registry.manifest_digest(ws.commit.image_tags()[0])
-    inputs = digest and unchanged_inputs(ws, target, digest, allow_downgrade, prune)
-    known = await recall(inputs, target, ws.reporter) if inputs else None
+    if digest is None:
+        return None
+    known = await recall(unchanged_inputs(ws, target, digest, allow_downgrade, prune), target, ws.reporter)
     if known is not None:
         ws.reporter.step(f"{target.name} already runs {known.reference}: nothing to "
                          f"{'write' if verb == 'deploy' else 'change'} (Prefect holds what slipway last checked "
@@ -379,9 +382,9 @@ async def recall_unchanged(ws: Workspace, target: Target, allow_downgrade: bool,
 async def remember_unchanged(ws: Workspace, target: Target, validated: ValidatedRelease, pushed: PushedImage,
                              applied: Plan, allow_downgrade: bool, prune: bool) -> None:
     """After a deploy that left the environment as the release declares: remember it for the next one."""
-    inputs = unchanged_inputs(ws, target, pushed.digest, allow_downgrade, prune)
-    if inputs is None:
+    if not remembers(ws, target):
         return
+    inputs = unchanged_inputs(ws, target, pushed.digest, allow_downgrade, prune)
 
     def plan_of(snapshot: LiveSnapshot) -> Plan:
         desired = desired_deployments(validated.deployments, validated.schemas, pushed.reference, ws.commit,
