@@ -171,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     title = (f"slipway vs prefect deploy ({mode}; ratios pair by pair; {os.cpu_count()} cores; "
              f"same repo snapshot, registry and Prefect server)")
     print(table(title, ["figure", "value", "target", "status", "what each side does"], rows))
+    for line in scale.profile_lines(details):
+        print(line)
     for name, message in errors.items():
         print(f"error in {name}: {message}")
 

@@ -35,6 +35,7 @@ from bench.stack import BenchStack, changed
 from bench.tools import prefect_deploy, slipway
 
 COUNT = 1000
+TOLD_LINE = "Prefect holds what slipway last checked"  # pipeline.recall_unchanged's step line
 QUICK_COUNTS: dict[str, int] = {}  # figure -> the count --quick uses instead of COUNT (none: same counts)
 
 FIGURES = {
@@ -55,8 +56,9 @@ FIGURES = {
 }
 
 
-def slipway_measured(stack: BenchStack, repo: BenchRepo, *args: str) -> tuple[float, dict, float]:
-    """`python build.py <args> --json` as tools.slipway runs it, plus that process's peak RSS in MB."""
+def slipway_measured(stack: BenchStack, repo: BenchRepo, *args: str) -> tuple[float, dict, float, str]:
+    """`python build.py <args> --json` as tools.slipway runs it, plus that process's peak RSS in MB and its
+    stderr (the step lines)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         proc = subprocess.Popen([PYTHON, "build.py", *args, "--json"], cwd=repo.root, env=stack.tool_env(),
@@ -71,7 +73,13 @@ def slipway_measured(stack: BenchStack, repo: BenchRepo, *args: str) -> tuple[fl
         tail = "\n".join((stdout + "\n" + stderr).strip().splitlines()[-25:])
         raise CommandFailed(f"`build.py {' '.join(args)}` exited {proc.returncode}:\n{tail}")
     result = json.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else {}
-    return seconds, result, usage.ru_maxrss / 1024  # Linux: kilobytes
+    return seconds, result, usage.ru_maxrss / 1024, stderr  # Linux: kilobytes
+
+
+def path_taken(stderr: str) -> str:
+    """Which path a deploy or plan of an unchanged release took, by its step line: "told" (deploy/unchanged.py,
+    no Prefect import) or "full"."""
+    return "told" if TOLD_LINE in stderr else "full"
 
 
 def build_and_push(stack: BenchStack, repo: BenchRepo) -> str:
@@ -124,18 +132,20 @@ def noop_and_plan(stack: BenchStack, repo: BenchRepo, runs: int) -> dict:
     noop, plans, rss = [], [], []
     for i in range(runs):
         before, offset = stack.deployments_state(SLIPWAY_POOL), stack.server_log_offset()
-        seconds, out, peak = slipway_measured(stack, repo, "deploy", "--env", "local")
+        seconds, out, peak, stderr = slipway_measured(stack, repo, "deploy", "--env", "local")
         writes = stack.api_writes_since(offset)
-        noop.append({"run": i + 1, "seconds": seconds, "peak_rss_mb": peak,
+        noop.append({"run": i + 1, "seconds": seconds, "peak_rss_mb": peak, "path": path_taken(stderr),
                      "writes_in_access_log": len(writes["deployments"]), "all_writes": len(writes["all"]),
                      "writes_by_updated": len(changed(before, stack.deployments_state(SLIPWAY_POOL))),
                      "slipway_reported": sum(d["action"] != "unchanged" for d in out["deployments"])})
         rss.append({"command": "deploy (no-op)", "run": i + 1, "peak_rss_mb": peak})
-        seconds, out, peak = slipway_measured(stack, repo, "plan", "--env", "local")
-        plans.append({"run": i + 1, "seconds": seconds, "peak_rss_mb": peak,
+        seconds, out, peak, stderr = slipway_measured(stack, repo, "plan", "--env", "local")
+        plans.append({"run": i + 1, "seconds": seconds, "peak_rss_mb": peak, "path": path_taken(stderr),
                       "changes": sum(d["action"] != "unchanged" for d in out["deployments"])})
         rss.append({"command": "plan", "run": i + 1, "peak_rss_mb": peak})
-    return {"noop": noop, "plan": plans, "rss": rss}
+    # Where a no-op's time goes at this count: the server serving the pool's deployments, read bare.
+    server_read = stack.time_pool_read(SLIPWAY_POOL)
+    return {"noop": noop, "plan": plans, "rss": rss, "server_read": server_read}
 
 
 def rollback_1000(stack: BenchStack, repo: BenchRepo, runs: int, count: int) -> dict:
@@ -153,7 +163,7 @@ def rollback_1000(stack: BenchStack, repo: BenchRepo, runs: int, count: int) -> 
         if i:
             slipway(stack, repo, "deploy", "--env", "local")  # B live again (untimed)
         since, offset = time.time(), stack.server_log_offset()
-        seconds, out, peak = slipway_measured(stack, repo, "rollback", "--env", "local", "--to", sha_a)
+        seconds, out, peak, _ = slipway_measured(stack, repo, "rollback", "--env", "local", "--to", sha_a)
         writes = stack.api_writes_since(offset)
         seen = stack.registry_requests_since(since)
         blobs = {r["path"].rsplit("/", 1)[-1] for r in seen if r["method"] == "GET" and "/blobs/" in r["path"]}
@@ -192,6 +202,7 @@ def run(stack: BenchStack, repo: BenchRepo, runs: int, quick: bool = False) -> d
     figures["noop_1000_writes"] = max(max(r["writes_in_access_log"], r["writes_by_updated"]) for r in same["noop"])
     figures["plan_1000_s"] = median([r["seconds"] for r in same["plan"]])
     details["noop_1000"], details["plan_1000"] = same["noop"], same["plan"]
+    details["server_read_1000"] = same["server_read"]
     rss += same["rss"]
 
     back = rollback_1000(stack, repo, runs, count)
@@ -208,3 +219,20 @@ def run(stack: BenchStack, repo: BenchRepo, runs: int, quick: bool = False) -> d
         "register_1000_pg_ratio_vs_prefect": big["prefect"]["from"]}
     return {"figures": figures, "details": {"scale_pg": details},
             "quick_counts": {k: v for k, v in counts.items() if v != COUNT}, "extrapolated": extrapolated}
+
+
+def profile_lines(details: dict) -> list[str]:
+    """Where (i)'s no-op and plan time goes, printed under the table: which path each run took, and the
+    server's own time to serve the pool's deployments (bare HTTP), the floor of either path's reads."""
+    scale_pg = details.get("scale_pg") or {}
+    if "noop_1000" not in scale_pg:
+        return []
+    lines = [f"(i) {what} at 1,000: " + ", ".join(f"{r['seconds']:.2f} s ({r.get('path', '?')})"
+                                                   for r in scale_pg[key])
+             for what, key in (("no-op", "noop_1000"), ("plan", "plan_1000"))]
+    read = scale_pg.get("server_read_1000")
+    if read:
+        lines.append(f"(i) the server serving the pool's {read['deployments']} deployments, bare HTTP, "
+                     f"{len(read['pages'])} pages one after another: {read['seconds']:.2f} s")
+    return lines
+

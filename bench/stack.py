@@ -225,6 +225,24 @@ class BenchStack:
 
         return anyio.run(read)
 
+    def time_pool_read(self, pool: str, page: int = 200) -> dict:
+        """The server's own time to serve every deployment in `pool`: bare HTTP, one page after another, as
+        much as the server does for any reader of those deployments (the floor of a plan's reads)."""
+        pages, offset, start = [], 0, time.perf_counter()
+        with requests.Session() as session:
+            while True:
+                sent = time.perf_counter()
+                response = session.post(f"{self.api_url.rstrip('/')}/deployments/filter", timeout=120, json={
+                    "work_pools": {"name": {"any_": [pool]}}, "sort": "NAME_ASC", "limit": page, "offset": offset})
+                response.raise_for_status()
+                count = len(response.json())
+                pages.append({"deployments": count, "seconds": round(time.perf_counter() - sent, 3),
+                              "bytes": len(response.content)})
+                offset += count
+                if count < page:
+                    break
+        return {"deployments": offset, "seconds": round(time.perf_counter() - start, 3), "pages": pages}
+
     def delete_deployments(self, pool: str) -> None:
         """Every deployment in `pool`, deleted eight at a time on PostgreSQL (one at a time on SQLite, which
         takes one write at a time)."""
