@@ -103,7 +103,7 @@ def register_1000(stack: BenchStack, repo: BenchRepo, runs: int, count: int, pre
                              prefect_file=prefect_file)
         build_and_push(stack, repo)
         offset = stack.server_log_offset()
-        seconds, out, peak = slipway_measured(stack, repo, "deploy", "--env", "local")
+        seconds, out, peak, _ = slipway_measured(stack, repo, "deploy", "--env", "local")
         writes = stack.api_writes_since(offset)
         created = sum(d["action"] == "created" for d in out["deployments"])
         if created != count or len(stack.deployments_state(SLIPWAY_POOL)) != count:
