@@ -235,4 +235,3 @@ def profile_lines(details: dict) -> list[str]:
         lines.append(f"(i) the server serving the pool's {read['deployments']} deployments, bare HTTP, "
                      f"{len(read['pages'])} pages one after another: {read['seconds']:.2f} s")
     return lines
-
