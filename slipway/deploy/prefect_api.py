@@ -14,6 +14,10 @@ Retries are slipway's, not the client's (its own are turned off for the whole se
 - a write only when the server certainly did not apply it — it refused it (503 database locked, 429 rate
   limited, 502 from a proxy) or the connection never opened — after 0.1 s, 0.2 s, 0.4 s... or the server's
   `Retry-After`. A write that may have landed is never sent twice: a schedule created twice is two schedules.
+- except a write whose second sending leaves exactly what the first left (`repeatable`): `POST /deployments/`
+  (an upsert by flow and name that recreates the schedules from the request), a flow by name, a PATCH of
+  fields. It is also sent again when the answer was lost (a read timeout, a dropped connection), as a read is:
+  a server that stalled once under load must not stop a release halfway for a write that is safe to repeat.
 - a `Retry-After` holds back every write of the run, not only the refused one: the server asked the client
   to slow down, and the other writers would be refused too. The lease's calls are not held back: a renewal
   must not wait out the deployments' rate limit.
@@ -44,6 +48,9 @@ READ_CONCURRENCY = 8
 PAGE_SIZE = 200  # the server's default (and maximum) page for filters
 NAMES_PER_REQUEST = 200  # deployment names in one filter request
 WRITE_ATTEMPTS = 7
+# A lost answer can take the client's whole timeout (PREFECT_API_REQUEST_TIMEOUT, 60 s): a server that did not
+# answer three times is down, not busy, and the release stops with one line rather than waiting minutes more.
+LOST_ANSWER_ATTEMPTS = 3
 FIRST_RETRY_SECONDS = 0.1
 
 T = TypeVar("T")
@@ -246,12 +253,21 @@ class PrefectApi:
         assert self._writes is not None
         return await self._send(self._writes, what, call, *args, _paced=True, **kwargs)
 
+    async def write_repeatable(self, what: str, call: Callable[..., Awaitable[T]], *args, **kwargs) -> T:
+        """`write` for a call whose second sending leaves what the first left (an upsert, a PATCH of fields):
+        also sent again when its answer was lost."""
+        await self.writers()
+        assert self._writes is not None
+        return await self._send(self._writes, what, call, *args, _paced=True, _repeatable=True, **kwargs)
+
     async def _lease_call(self, what: str, call: Callable[..., Awaitable[T]], *args, **kwargs) -> T:
         return await self._send(self._lease_calls, what, call, *args, **kwargs)
 
     async def _send(self, limiter: anyio.CapacityLimiter, what: str, call: Callable[..., Awaitable[T]],
-                    *args, _paced: bool = False, **kwargs) -> T:
-        """One write with the retry rules. `_paced`: it first waits out a Retry-After another write was given."""
+                    *args, _paced: bool = False, _repeatable: bool = False, **kwargs) -> T:
+        """One write with the retry rules. `_paced`: it first waits out a Retry-After another write was given;
+        `_repeatable`: sending it twice is harmless, so a lost answer is retried too."""
+        lost = 0
         async with limiter:
             for attempt in range(WRITE_ATTEMPTS):
                 if _paced:
@@ -261,7 +277,10 @@ class PrefectApi:
                 except Exception as exc:
                     if isinstance(exc, SlipwayError):
                         raise
-                    if attempt == WRITE_ATTEMPTS - 1 or not not_applied(exc):
+                    if answer_lost(exc) and not not_applied(exc):
+                        lost += 1
+                    again = not_applied(exc) or (_repeatable and answer_lost(exc) and lost < LOST_ANSWER_ATTEMPTS)
+                    if attempt == WRITE_ATTEMPTS - 1 or not again:
                         raise explain_http_error(exc, what) from exc
                     wait = _wait(exc, attempt)
                     if _retry_after(exc) is not None:  # the server asked: every writer waits, not only this one
@@ -280,15 +299,15 @@ class PrefectApi:
             await self.write(f"create work pool '{plan.name}'", self.client.create_work_pool,
                              WorkPoolCreate(name=plan.name, type=plan.type, base_job_template=plan.template))
         elif plan.action == "updated":
-            await self.write(f"update work pool '{plan.name}'", self.client.update_work_pool, plan.name,
-                             WorkPoolUpdate(base_job_template=plan.template))
+            await self.write_repeatable(f"update work pool '{plan.name}'", self.client.update_work_pool, plan.name,
+                                        WorkPoolUpdate(base_job_template=plan.template))
 
     async def flow_id(self, flow_name: str, cache: dict[str, Any]) -> Any:
         # One flow lookup per flow, not one per deployment, however many of its deployments are written at
         # once: the first asks, the others wait for its answer.
         async with self._flow_locks.setdefault(flow_name, anyio.Lock()):
             if flow_name not in cache:
-                cache[flow_name] = await self.write(f"create flow '{flow_name}'",
+                cache[flow_name] = await self.write_repeatable(f"create flow '{flow_name}'",
                                                     self.client.create_flow_from_name, flow_name)
         return cache[flow_name]
 
@@ -298,8 +317,8 @@ class PrefectApi:
         want = row.desired
         payload = self._deployment_payload(want, await self.flow_id(want.flow_name, flow_ids),
                                            [s.create_action() for s in want.schedules], row.paused or None, row.tags)
-        response = await self.write(f"create deployment {want.full_name}", self.client.request, "POST",
-                                    "/deployments/", json=payload)
+        response = await self.write_repeatable(f"create deployment {want.full_name}", self.client.request, "POST",
+                                               "/deployments/", json=payload)
         return str(response.json()["id"])
 
     async def upsert_deployment(self, row: PlanRow, flow_ids: dict[str, Any]) -> None:
@@ -310,8 +329,8 @@ class PrefectApi:
         want = row.desired
         payload = self._deployment_payload(want, await self.flow_id(want.flow_name, flow_ids), row.schedule_creates(),
                                            row.paused if "paused" in row.fields else None, row.tags)
-        await self.write(f"update deployment {want.full_name}", self.client.request, "POST", "/deployments/",
-                         json=payload)
+        await self.write_repeatable(f"update deployment {want.full_name}", self.client.request, "POST",
+                                    "/deployments/", json=payload)
 
     @staticmethod
     def _deployment_payload(want: DesiredDeployment, flow_id, schedules: list, paused: bool | None,
@@ -357,12 +376,12 @@ class PrefectApi:
             fields["concurrency_options"] = ConcurrencyOptions(**fields["concurrency_options"])
         if fields:
             # Only the changed fields are sent (exclude_unset): no `schedules` key, so the server keeps them.
-            await self.write(what, self.client.update_deployment, row.id, DeploymentUpdate(**fields))
+            await self.write_repeatable(what, self.client.update_deployment, row.id, DeploymentUpdate(**fields))
         ops = row.schedules
         for have in ops.delete:
             await self.write(what, self.client.delete_deployment_schedule, row.id, have.id)
         for have, want_s, changed in ops.update:
-            await self.write(
+            await self.write_repeatable(
                 what, self.client.update_deployment_schedule, row.id, have.id,
                 schedule=want_s.decl.to_prefect() if "schedule" in changed else None,
                 active=want_s.decl.active if "active" in changed else None,
@@ -378,14 +397,16 @@ class PrefectApi:
         from prefect.client.schemas.actions import DeploymentUpdate
 
         tags = [t for t in live.tags if t != PAUSE_TAG] + [PAUSE_TAG]
-        await self.write(f"pause deployment {live.full_name}", self.client.update_deployment, live.id,
-                         DeploymentUpdate(paused=True, tags=tags))
+        await self.write_repeatable(f"pause deployment {live.full_name}", self.client.update_deployment, live.id,
+                                    DeploymentUpdate(paused=True, tags=tags))
 
     async def delete_deployment(self, live: LiveDeployment) -> None:
         from prefect.exceptions import ObjectNotFound
 
         try:
-            await self.write(f"delete deployment {live.full_name}", self.client.delete_deployment, live.id)
+            # Repeatable: a second delete of one that is gone answers 404, taken below as done.
+            await self.write_repeatable(f"delete deployment {live.full_name}", self.client.delete_deployment,
+                                        live.id)
         except SlipwayError as exc:
             if not isinstance(exc.__cause__, ObjectNotFound):  # already gone: what --prune wanted
                 raise
@@ -413,7 +434,7 @@ class PrefectApi:
         """The deployment's automations become its declared triggers (all deleted, then each created, as
         `prefect deploy` does); called only when they differ."""
         what = f"write the triggers of deployment {name}"
-        await self.write(what, self.client.delete_resource_owned_automations, owner_resource(deployment_id))
+        await self.write_repeatable(what, self.client.delete_resource_owned_automations, owner_resource(deployment_id))
         for automation in automations_for(specs, name.split("/", 1)[1], deployment_id):
             await self.write(what, self.client.create_automation, automation)
 
@@ -571,6 +592,13 @@ def not_applied(exc: Exception) -> bool:
     if isinstance(exc, httpx.HTTPStatusError):
         return exc.response.status_code in (429, 502, 503)
     return isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+
+
+def answer_lost(exc: Exception) -> bool:
+    """The request may have reached the server but its answer did not come back (timeout, dropped connection)."""
+    import httpx
+
+    return isinstance(exc, httpx.TransportError)
 
 
 def _read_again(exc: Exception) -> bool:

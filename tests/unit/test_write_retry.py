@@ -42,14 +42,16 @@ def fast(monkeypatch):
     monkeypatch.setattr(prefect_api, "FIRST_RETRY_SECONDS", 0.001)
 
 
-def write(call, value):
-    """One write through PrefectApi.write, inside the session settings `PrefectApi.connect` sets."""
+def write(call, value, repeatable: bool = False):
+    """One write through PrefectApi.write (or write_repeatable), inside the session settings
+    `PrefectApi.connect` sets."""
     api = prefect_api.PrefectApi(None, prefect_api.PrefectSettings(
         "local", PrefectConfig(api_url="http://x/api", write_concurrency=1)))
+    send = api.write_repeatable if repeatable else api.write
 
     async def run():
         with prefect_api.client_retries_off():
-            return await api.write("create deployment x", call, value)
+            return await send("create deployment x", call, value)
 
     return anyio.run(run)
 
@@ -69,6 +71,39 @@ def test_a_write_that_may_have_landed_or_is_wrong_is_not_sent_again(error):
         write(call, "ok")
     assert caught.value.__cause__ is error  # the cause is kept (SLIPWAY_DEBUG=1 prints it)
     assert call.calls == 1
+
+
+@pytest.mark.parametrize("error", [httpx.ReadTimeout("no answer within the client's timeout"),
+                                   httpx.ReadError("reset after sending"),
+                                   httpx.RemoteProtocolError("server disconnected without sending a response")])
+def test_a_repeatable_write_whose_answer_was_lost_is_sent_again(error):
+    # An upsert (POST /deployments/) or a PATCH leaves the same state however often it lands: a server that
+    # stalled once under load (seen in CI: a create on SQLite answered nothing for the client's 60 s) must not
+    # stop a release halfway.
+    call = Flaky(error)
+    assert write(call, "ok", repeatable=True) == "ok"
+    assert call.calls == 2
+
+
+def test_a_repeatable_write_that_is_wrong_is_not_sent_again():
+    call = Flaky(refused(422))
+    with pytest.raises(SlipwayError, match="HTTP 422"):
+        write(call, "ok", repeatable=True)
+    assert call.calls == 1
+
+
+def test_a_repeatable_write_whose_answers_keep_getting_lost_stops():
+    # Each lost answer may have cost the client's whole timeout: a few, not WRITE_ATTEMPTS of them.
+    call = Flaky(*[httpx.ReadTimeout("no answer") for _ in range(prefect_api.WRITE_ATTEMPTS)])
+    with pytest.raises(SlipwayError, match="Prefect did not answer the request to create deployment x"):
+        write(call, "ok", repeatable=True)
+    assert call.calls == prefect_api.LOST_ANSWER_ATTEMPTS < prefect_api.WRITE_ATTEMPTS
+
+
+def test_refusals_between_lost_answers_are_retried_as_refusals():
+    call = Flaky(httpx.ReadTimeout("no answer"), refused(503), refused(503), httpx.ReadTimeout("no answer"))
+    assert write(call, "ok", repeatable=True) == "ok"
+    assert call.calls == 5
 
 
 def test_retries_are_bounded():
