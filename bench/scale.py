@@ -33,9 +33,9 @@ from bench.project import PREFECT_POOL, PREFECT_REPOSITORY, SLIPWAY_POOL, SLIPWA
 from bench.register import run as register_run
 from bench.stack import BenchStack, changed
 from bench.tools import prefect_deploy, slipway
+from slipway.deploy.unchanged import TOLD_REASON
 
 COUNT = 1000
-TOLD_LINE = "Prefect holds what slipway last checked"  # pipeline.recall_unchanged's step line
 QUICK_COUNTS: dict[str, int] = {}  # figure -> the count --quick uses instead of COUNT (none: same counts)
 
 FIGURES = {
@@ -79,7 +79,7 @@ def slipway_measured(stack: BenchStack, repo: BenchRepo, *args: str) -> tuple[fl
 def path_taken(stderr: str) -> str:
     """Which path a deploy or plan of an unchanged release took, by its step line: "told" (deploy/unchanged.py,
     no Prefect import) or "full"."""
-    return "told" if TOLD_LINE in stderr else "full"
+    return "told" if TOLD_REASON in stderr else "full"
 
 
 def build_and_push(stack: BenchStack, repo: BenchRepo) -> str:

@@ -24,6 +24,7 @@ import anyio
 import requests
 from docker.errors import ImageNotFound
 
+from slipway.deploy.prefect_api import PAGE_SIZE  # the server's largest page
 from tests.kit import services
 from tests.kit.services import PrefectServer, Registry
 
@@ -213,19 +214,19 @@ class BenchStack:
             async with PrefectClient(api=self.api_url) as client:
                 while True:
                     page = await client.read_deployments(
-                        work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])), limit=200,
+                        work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])), limit=PAGE_SIZE,
                         offset=len(deps), sort=DeploymentSort.NAME_ASC)
                     deps += page
-                    if len(page) < 200:
+                    if len(page) < PAGE_SIZE:
                         break
-                flows = {f.id: f.name for f in await client.read_flows(limit=200)}
+                flows = {f.id: f.name for f in await client.read_flows(limit=PAGE_SIZE)}
             return {f"{flows.get(d.flow_id, '?')}/{d.name}": {"updated": d.updated.isoformat(),
                                                                 "image": (d.job_variables or {}).get("image")}
                     for d in deps}
 
         return anyio.run(read)
 
-    def time_pool_read(self, pool: str, page: int = 200) -> dict:
+    def time_pool_read(self, pool: str, page: int = PAGE_SIZE) -> dict:
         """The server's own time to serve every deployment in `pool`: bare HTTP, one page after another, as
         much as the server does for any reader of those deployments (the floor of a plan's reads)."""
         pages, offset, start = [], 0, time.perf_counter()
@@ -259,7 +260,7 @@ class BenchStack:
 
                 while True:
                     deps = await client.read_deployments(
-                        work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])), limit=200)
+                        work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])), limit=PAGE_SIZE)
                     if not deps:
                         return
                     async with anyio.create_task_group() as tg:

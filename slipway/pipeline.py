@@ -50,7 +50,7 @@ from slipway.deploy.plan import Plan, plan_deployments, plan_removed, plan_work_
 from slipway.deploy.prefect_api import PrefectApi
 from slipway.deploy.pull import kubernetes_pull, pull_credentials
 from slipway.deploy.triggers import owner_resource
-from slipway.deploy.unchanged import Inputs, Unchanged, recall, remember, what_to_read
+from slipway.deploy.unchanged import TOLD_REASON, Inputs, Unchanged, recall, remember, what_to_read
 from slipway.deploy.validate import ReleaseConfig, ValidatedRelease, check_manifests, pool_state, validate_release
 from slipway.errors import SlipwayError
 from slipway.output import Reporter
@@ -374,8 +374,7 @@ async def recall_unchanged(ws: Workspace, target: Target, allow_downgrade: bool,
     known = await recall(unchanged_inputs(ws, target, digest, allow_downgrade, prune), target, ws.reporter)
     if known is not None:
         ws.reporter.step(f"{target.name} already runs {known.reference}: nothing to "
-                         f"{'write' if verb == 'deploy' else 'change'} (Prefect holds what slipway last checked "
-                         "for this commit)")
+                         f"{'write' if verb == 'deploy' else 'change'} ({TOLD_REASON})")
     return known
 
 
