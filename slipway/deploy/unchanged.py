@@ -24,12 +24,14 @@ and then nothing is remembered. Remembering never fails a release: it is skipped
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
@@ -46,6 +48,7 @@ from slipway.deploy.pull import DOCKER_CREDENTIALS_BLOCK_TYPE
 from slipway.output import Reporter
 
 FORMAT = 1  # of the remembered file; another format is simply not recalled
+STALE_TMP_SECONDS = 600  # a temporary file this old belongs to a run that was killed while remembering
 # Why a told deploy or plan writes nothing: the end of its step line (the benchmark looks for it to say which
 # path a run took).
 TOLD_REASON = "Prefect holds what slipway last checked for this commit"
@@ -190,10 +193,20 @@ def _load(inputs: Inputs) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and data.get("format") == FORMAT else None
 
 
+def _sweep_stale(path: Path) -> None:
+    """Remove the temporary files of runs killed between writing and renaming (SIGKILL skips every cleanup).
+    Only old ones: a run writing now owns a file seconds old."""
+    for stale in path.parent.glob(f"{path.name}*.tmp"):
+        with contextlib.suppress(OSError):  # another run swept it first
+            if time.time() - stale.stat().st_mtime > STALE_TMP_SECONDS:
+                stale.unlink()
+
+
 def _store(inputs: Inputs, data: dict[str, Any]) -> None:
     """Written whole or not at all (a rename): two runs at once leave one of their files, both true."""
     path = _state_file(inputs)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _sweep_stale(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as out:

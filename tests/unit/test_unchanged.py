@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import time
 
 import pytest
 
@@ -58,3 +60,17 @@ def test_kept_in_the_git_directory_written_whole_and_another_format_is_not_read(
     assert unchanged._load(where) is None
     path.write_text("{half a fi")
     assert unchanged._load(where) is None
+
+
+def test_a_killed_runs_temporary_file_is_swept_by_the_next_and_a_running_ones_is_not(repo):
+    where = inputs(repo)
+    folder = repo / ".git" / "slipway"
+    folder.mkdir(parents=True)
+    killed = folder / "unchanged-prod.jsonab12cd.tmp"  # mkstemp's name: the file's, random, .tmp
+    killed.write_text("{half")
+    old = time.time() - unchanged.STALE_TMP_SECONDS - 60
+    os.utime(killed, (old, old))
+    running = folder / "unchanged-prod.jsonef34gh.tmp"
+    running.write_text("{being written")
+    unchanged._store(where, {"format": unchanged.FORMAT, "key": "k"})
+    assert sorted(p.name for p in folder.iterdir()) == ["unchanged-prod.json", running.name]
