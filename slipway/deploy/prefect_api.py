@@ -16,7 +16,7 @@ Retries are slipway's, not the client's (its own are turned off for the whole se
   `Retry-After`. A write that may have landed is never sent twice: a schedule created twice is two schedules.
 - except a write whose second sending leaves exactly what the first left (`repeatable`): `POST /deployments/`
   (an upsert by flow and name that recreates the schedules from the request), a flow by name, a PATCH of
-  fields. It is also sent again when the answer was lost (a read timeout, a dropped connection), as a read is:
+  fields, a delete, the lease's renewal. It is also sent again when the answer was lost (a read timeout, a dropped connection), as a read is:
   a server that stalled once under load must not stop a release halfway for a write that is safe to repeat.
 - a `Retry-After` holds back every write of the run, not only the refused one: the server asked the client
   to slow down, and the other writers would be refused too. The lease's calls are not held back: a renewal
@@ -260,8 +260,9 @@ class PrefectApi:
         assert self._writes is not None
         return await self._send(self._writes, what, call, *args, _paced=True, _repeatable=True, **kwargs)
 
-    async def _lease_call(self, what: str, call: Callable[..., Awaitable[T]], *args, **kwargs) -> T:
-        return await self._send(self._lease_calls, what, call, *args, **kwargs)
+    async def _lease_call(self, what: str, call: Callable[..., Awaitable[T]], *args, _repeatable: bool = False,
+                          **kwargs) -> T:
+        return await self._send(self._lease_calls, what, call, *args, _repeatable=_repeatable, **kwargs)
 
     async def _send(self, limiter: anyio.CapacityLimiter, what: str, call: Callable[..., Awaitable[T]],
                     *args, _paced: bool = False, _repeatable: bool = False, **kwargs) -> T:
@@ -499,10 +500,12 @@ class PrefectApi:
         from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
 
         await self._lease_call(f"free the release lease {name}", self.client.update_global_concurrency_limit,
-                               name, GlobalConcurrencyLimitUpdate(active_slots=0))
+                               name, GlobalConcurrencyLimitUpdate(active_slots=0), _repeatable=True)
 
     async def renew_lease(self, lease_id, seconds: float) -> None:
-        await self._lease_call("renew the release lease", self.client.renew_concurrency_lease, lease_id, seconds)
+        # Repeatable: a renewal sets the lease's expiry from now, however often it lands.
+        await self._lease_call("renew the release lease", self.client.renew_concurrency_lease, lease_id, seconds,
+                               _repeatable=True)
 
     async def give_back_lease(self, lease_id) -> None:
         await self._lease_call("give back the release lease", self.client.release_concurrency_slots_with_lease,
@@ -519,7 +522,8 @@ class PrefectApi:
         if await self._read(self.client.read_variable_by_name, name) is None:
             await self._lease_call(what, self.client.create_variable, VariableCreate(name=name, value=text))
         else:
-            await self._lease_call(what, self.client.update_variable, VariableUpdate(name=name, value=text))
+            await self._lease_call(what, self.client.update_variable, VariableUpdate(name=name, value=text),
+                                   _repeatable=True)
 
     async def drop_note(self, name: str) -> None:
         from prefect.exceptions import ObjectNotFound
