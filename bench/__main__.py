@@ -5,7 +5,7 @@ a temporary repository pointed at them, measures (a)-(h) on a Prefect server on 
 stack, and removes everything it created. It prints a
 table (figure, value, target, met/missed) and writes bench/results/latest.json. --quick: one run of each
 figure instead of three (same keys, same counts). --only a|b|d|e|h|i (repeatable): just those scenarios; the
-other figures already in the results file are kept. Nothing here asserts a time: these are figures, not tests.
+other figures already in the results file are kept, and its `kept_from` names the run each came from. Nothing here asserts a time: these are figures, not tests.
 """
 from __future__ import annotations
 
@@ -157,8 +157,16 @@ def main(argv: list[str] | None = None) -> int:
             quick_counts.update(out.get("quick_counts", {}))
             extrapolated.update(out.get("extrapolated", {}))
 
+    # The earlier runs whose figures this file keeps: the scenarios still theirs, how many runs, which commit,
+    # when (the README's table quotes each figure's run).
+    kept_from: list = []
     if args.only and args.output.exists():  # the figures of the scenarios not run now stay as they were
         previous = json.loads(args.output.read_text())
+        earlier = [{key: previous.get(key) for key in ("scenarios", "runs", "quick", "commit", "finished")}]
+        for run in earlier + (previous.get("kept_from") or []):
+            still = sorted(set(run.get("scenarios") or []) - chosen)
+            if still:
+                kept_from.append({**run, "scenarios": still})
         figures = {**{k: previous.get(k) for k in FIGURES if previous.get(k) is not None}, **figures}
         details = {**(previous.get("details") or {}), **details}
         if "i" not in chosen:
@@ -183,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         "extrapolated": extrapolated,  # figures computed from an extrapolation, and how
         "runs": runs,
         "scenarios": sorted(chosen),
+        "kept_from": kept_from,
         "status": {key: verdict(key, figures.get(key)) for key in FIGURES},
         "targets": {key: {"op": op, "value": target} for key, (op, target, _) in FIGURES.items() if op},
         "details": details,
