@@ -1,11 +1,12 @@
 """`python -m bench [--quick] [--only X]` (`make bench [QUICK=1]`): slipway side by side with `prefect deploy`.
 
 One run starts its own registry container and Prefect server (random ports), snapshots the working tree into
-a temporary repository pointed at them, measures (a)-(h) on a Prefect server on SQLite and (i) on its own PostgreSQL-backed
-stack, and removes everything it created. It prints a
-table (figure, value, target, met/missed) and writes bench/results/latest.json. --quick: one run of each
-figure instead of three (same keys, same counts). --only a|b|d|e|h|i (repeatable): just those scenarios; the
-other figures already in the results file are kept, and its `kept_from` names the run each came from. Nothing here asserts a time: these are figures, not tests.
+a temporary repository pointed at them, measures (a)-(h) on a Prefect server on SQLite and (i) on its own
+PostgreSQL-backed stack, and removes everything it created. It prints a table (figure, value, target,
+met/missed) and writes bench/results/latest.json. --quick: one run of each figure instead of three (same keys,
+same counts). --only a|b|d|e|h|i (repeatable): just those scenarios; the other figures already in the results
+file are kept, and its `kept_from` names the run each came from. Nothing here asserts a time: these are
+figures, not tests.
 """
 from __future__ import annotations
 
