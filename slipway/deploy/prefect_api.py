@@ -14,10 +14,11 @@ Retries are slipway's, not the client's (its own are turned off for the whole se
 - a write only when the server certainly did not apply it — it refused it (503 database locked, 429 rate
   limited, 502 from a proxy) or the connection never opened — after 0.1 s, 0.2 s, 0.4 s... or the server's
   `Retry-After`. A write that may have landed is never sent twice: a schedule created twice is two schedules.
-- except a write whose second sending leaves exactly what the first left (`repeatable`): `POST /deployments/`
-  (an upsert by flow and name that recreates the schedules from the request), a flow by name, a PATCH of
-  fields, a delete, the lease's renewal. It is also sent again when the answer was lost (a read timeout, a dropped connection), as a read is:
-  a server that stalled once under load must not stop a release halfway for a write that is safe to repeat.
+- except a write whose second sending leaves exactly what the first left (`write_repeatable`):
+  `POST /deployments/` (an upsert by flow and name that recreates the schedules from the request), a flow by
+  name, a PATCH of fields, a delete, the lease's renewal. It is also sent again when its answer was lost (a
+  read timeout, a dropped connection), at most LOST_ANSWER_ATTEMPTS times: a server that stalled once under
+  load must not stop a release halfway for a write that is safe to repeat.
 - a `Retry-After` holds back every write of the run, not only the refused one: the server asked the client
   to slow down, and the other writers would be refused too. The lease's calls are not held back: a renewal
   must not wait out the deployments' rate limit.
@@ -249,16 +250,17 @@ class PrefectApi:
     async def write(self, what: str, call: Callable[..., Awaitable[T]], *args, **kwargs) -> T:
         """`await call(*args, **kwargs)`, one write, as many at once as `writers` allows, sent again only while
         the server did not apply it; a failure is a SlipwayError naming `what` (the module doc has the rules)."""
-        await self.writers()
-        assert self._writes is not None
-        return await self._send(self._writes, what, call, *args, _paced=True, **kwargs)
+        return await self._write(False, what, call, *args, **kwargs)
 
     async def write_repeatable(self, what: str, call: Callable[..., Awaitable[T]], *args, **kwargs) -> T:
         """`write` for a call whose second sending leaves what the first left (an upsert, a PATCH of fields):
         also sent again when its answer was lost."""
+        return await self._write(True, what, call, *args, **kwargs)
+
+    async def _write(self, repeatable: bool, what: str, call: Callable[..., Awaitable[T]], *args, **kwargs) -> T:
         await self.writers()
         assert self._writes is not None
-        return await self._send(self._writes, what, call, *args, _paced=True, _repeatable=True, **kwargs)
+        return await self._send(self._writes, what, call, *args, _paced=True, _repeatable=repeatable, **kwargs)
 
     async def _lease_call(self, what: str, call: Callable[..., Awaitable[T]], *args, _repeatable: bool = False,
                           **kwargs) -> T:
@@ -300,8 +302,8 @@ class PrefectApi:
             await self.write(f"create work pool '{plan.name}'", self.client.create_work_pool,
                              WorkPoolCreate(name=plan.name, type=plan.type, base_job_template=plan.template))
         elif plan.action == "updated":
-            await self.write_repeatable(f"update work pool '{plan.name}'", self.client.update_work_pool, plan.name,
-                                        WorkPoolUpdate(base_job_template=plan.template))
+            await self.write_repeatable(f"update work pool '{plan.name}'", self.client.update_work_pool,
+                                        plan.name, WorkPoolUpdate(base_job_template=plan.template))
 
     async def flow_id(self, flow_name: str, cache: dict[str, Any]) -> Any:
         # One flow lookup per flow, not one per deployment, however many of its deployments are written at
@@ -309,7 +311,7 @@ class PrefectApi:
         async with self._flow_locks.setdefault(flow_name, anyio.Lock()):
             if flow_name not in cache:
                 cache[flow_name] = await self.write_repeatable(f"create flow '{flow_name}'",
-                                                    self.client.create_flow_from_name, flow_name)
+                                                               self.client.create_flow_from_name, flow_name)
         return cache[flow_name]
 
     async def create_deployment(self, row: PlanRow, flow_ids: dict[str, Any]) -> str:
@@ -318,8 +320,8 @@ class PrefectApi:
         want = row.desired
         payload = self._deployment_payload(want, await self.flow_id(want.flow_name, flow_ids),
                                            [s.create_action() for s in want.schedules], row.paused or None, row.tags)
-        response = await self.write_repeatable(f"create deployment {want.full_name}", self.client.request, "POST",
-                                               "/deployments/", json=payload)
+        response = await self.write_repeatable(f"create deployment {want.full_name}", self.client.request,
+                                               "POST", "/deployments/", json=payload)
         return str(response.json()["id"])
 
     async def upsert_deployment(self, row: PlanRow, flow_ids: dict[str, Any]) -> None:
@@ -398,8 +400,8 @@ class PrefectApi:
         from prefect.client.schemas.actions import DeploymentUpdate
 
         tags = [t for t in live.tags if t != PAUSE_TAG] + [PAUSE_TAG]
-        await self.write_repeatable(f"pause deployment {live.full_name}", self.client.update_deployment, live.id,
-                                    DeploymentUpdate(paused=True, tags=tags))
+        await self.write_repeatable(f"pause deployment {live.full_name}", self.client.update_deployment,
+                                    live.id, DeploymentUpdate(paused=True, tags=tags))
 
     async def delete_deployment(self, live: LiveDeployment) -> None:
         from prefect.exceptions import ObjectNotFound
@@ -435,7 +437,8 @@ class PrefectApi:
         """The deployment's automations become its declared triggers (all deleted, then each created, as
         `prefect deploy` does); called only when they differ."""
         what = f"write the triggers of deployment {name}"
-        await self.write_repeatable(what, self.client.delete_resource_owned_automations, owner_resource(deployment_id))
+        await self.write_repeatable(what, self.client.delete_resource_owned_automations,
+                                    owner_resource(deployment_id))
         for automation in automations_for(specs, name.split("/", 1)[1], deployment_id):
             await self.write(what, self.client.create_automation, automation)
 

@@ -58,3 +58,37 @@ def test_each_repeatable_write_sent_twice_leaves_what_one_sending_leaves(prefect
     assert [(s.slug, s.schedule.cron) for s in schedules] == [("schedule-1", "0 3 * * *")]
     assert paused.paused and paused.tags.count(PAUSE_TAG) == 1
     assert after == []
+
+
+def test_the_same_create_sent_twice_at_once_leaves_one_deployment_with_one_schedule(prefect_server):
+    # The retry of a create whose first answer was lost may reach the server while the first is still being
+    # applied: the two upserts of one flow and name must still end as one deployment and one schedule.
+    suffix = uuid.uuid4().hex[:8]
+    pool = f"overlap-{suffix}"
+    want = DesiredDeployment(
+        flow_name=f"overlap-{suffix}", name="nightly", version="v1", description=None, tags=[], parameters={},
+        parameter_openapi_schema={"type": "object", "properties": {}},
+        job_variables={"image": "registry.invalid/x@sha256:" + "0" * 64}, work_pool_name=pool,
+        work_queue_name=None, entrypoint="flows/x.py:x", concurrency_limit=None, enforce_parameter_schema=True,
+        pull_steps=[], schedules=[DesiredSchedule("schedule-1", ScheduleDecl(cron="0 3 * * *"))])
+
+    async def run():
+        from prefect.client.schemas.actions import WorkPoolCreate
+
+        settings = PrefectSettings("local", PrefectConfig(api_url=prefect_server.api_url, write_concurrency=2))
+        async with PrefectApi.connect(settings) as api:
+            await api.client.create_work_pool(WorkPoolCreate(name=pool, type="docker"))
+            ids: list[str] = []
+
+            async def create() -> None:
+                ids.append(await api.create_deployment(PlanRow(want, None, "created"), {}))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(create)
+                tg.start_soon(create)
+            return ids, await api.client.read_deployment_schedules(ids[0]), await api.deployments_in_pool(pool)
+
+    ids, schedules, in_pool = anyio.run(run)
+    assert len(ids) == 2 and ids[0] == ids[1]
+    assert [d.full_name for d in in_pool] == [want.full_name]
+    assert [s.slug for s in schedules] == ["schedule-1"]
