@@ -42,4 +42,9 @@ if __name__ == "__main__":
         use_the_project_venv()
     from slipway.cli import main
 
-    sys.exit(main())
+    code = main()
+    # Everything slipway writes is written, flushed or closed before main returns; what is left is the
+    # interpreter tearing down Prefect's two thousand modules, 0.3-0.5 s of every run (measured), for nothing.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -18,7 +18,7 @@ what was written and how to finish (deploy/apply.py).
 from __future__ import annotations
 
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
@@ -37,6 +37,7 @@ from slipway.build.image import (
     probe_code,
     reassemble,
     refuse_dirty,
+    start_code_probe,
 )
 from slipway.build.release_layer import ReleaseLayer
 from slipway.deploy.apply import apply_plan
@@ -407,37 +408,49 @@ async def plan_pushed(api: PrefectApi, validated: ValidatedRelease, pushed: Push
 async def release(ws: Workspace, target: Target, allow_dirty: bool = False, allow_downgrade: bool = False,
                   prune: bool = False, message: str | None = None) -> tuple[BuiltImage | None, Plan | Unchanged]:
     """`make image deploy` in one process: HEAD's image (unless the registry already holds HEAD's release),
-    then deploy. Work that does not depend on each other overlaps: the Docker build runs while the
-    declarations load (and Prefect is imported); the in-image probe runs while Prefect's client connects and
-    the work pool is read. Nothing is written anywhere before the probe and every check have passed."""
+    then deploy. Work that does not depend on each other overlaps: the content image is found (or built) and
+    the probe's container started, importing Prefect in the image, while the declarations load (importing
+    Prefect here); the probe answers while Prefect's client connects and the work pool is read. Nothing is
+    written anywhere before the probe and every check have passed."""
     refuse_dirty(ws.commit, allow_dirty)
     refuse_dirty_release(ws, target)
     if not ws.commit.dirty and target.registry.manifest_digest(ws.commit.image_tags()[0]) is not None:
         ws.reporter.step(f"{target.repository} already holds HEAD's release ({ws.commit.short_sha}): "
                          "nothing to build or push")
         return None, await deploy(ws, target, allow_downgrade, prune, message)
+    engine, cache, code = ws.engine, target.build_cache(), code_layers(ws.project, ws.commit)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="slipway-docker") as docker_work:
-        content = docker_work.submit(build_content, ws.engine, ws.project, ws.commit, ws.reporter,
-                                     cache=target.build_cache())
-        config = ReleaseConfig.from_project(ws.project, target.name)  # meanwhile: a broken file fails now
-        refuse_project_secrets(ws.project, config.declarations)
-        warn_declarations(ws, config.declarations)
-        files = release_layer.collect(ws.project)
-        code = code_layers(ws.project, ws.commit)
-        content_image = await anyio.to_thread.run_sync(content.result)
-        probe = docker_work.submit(probe_code, ws.engine, ws.project, content_image, code, config.declarations,
-                                   ws.reporter)
+        # The content image, then the probe's container in content + code, which imports Prefect while this
+        # thread reads deployments.yaml (importing Prefect too, for its schedule models): its questions follow.
+        started = docker_work.submit(lambda: start_code_probe(
+            engine, ws.project, build_content(engine, ws.project, ws.commit, ws.reporter, cache=cache), code))
+        try:
+            config = ReleaseConfig.from_project(ws.project, target.name)  # meanwhile: a broken file fails now
+            refuse_project_secrets(ws.project, config.declarations)
+            warn_declarations(ws, config.declarations)
+            files = release_layer.collect(ws.project)
+            running = await anyio.to_thread.run_sync(started.result)
+        except BaseException:
+            started.add_done_callback(discard_unasked)
+            raise
+        probe = docker_work.submit(running.answer, config.declarations, ws.reporter)
         async with target.connect() as api:
             config = await with_pull_credentials(api, target, config)
             live_pool = await api.read_work_pool(config.env.work_pool.name)
             pool = pool_state(config, ws.project, live_pool)
             layer = ReleaseLayer(files, await anyio.to_thread.run_sync(probe.result))
-            built = finish_image(ws.engine, ws.project, content_image, code, layer, ws.commit, ws.reporter)
+            built = finish_image(engine, ws.project, running.content, code, layer, ws.commit, ws.reporter)
             head = HeadRelease(built.reference, layer, None, find_local_image(ws.engine, ws.project, ws.commit),
                                built)
             validated = await validate_release(config, pool, layer, head.image,
                                                target.reference(PLACEHOLDER_DIGEST), ws.reporter)
             return built, await apply_head(ws, target, api, head, validated, allow_downgrade, prune, message)
+
+
+def discard_unasked(started: Future) -> None:
+    """A probe started for a run that failed before asking it: its container and candidate image go."""
+    if not started.cancelled() and started.exception() is None:
+        started.result().discard()
 
 
 # --- rollback ----------------------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ An image is two parts, each addressed by its inputs:
    (build/release_layer.py: the commit's configuration and what the entry-point probe found).
 
 The steps the pipeline calls in order: `build_content`, `code_layers`, `probe_code` (every entry point
-imported inside content + code: the exact image the flows will run in), `finish_image` (the release layer,
+imported inside content + code: the exact image the flows will run in; `start_code_probe` and
+`CodeProbe.answer` when the probe starts before the declarations are read), `finish_image` (the release layer,
 the commit's labels, the whole image loaded into the engine under HEAD's tags). The labels and `created`
 describe the commit, not the build, so the same commit gives the same image ID.
 """
@@ -31,7 +32,7 @@ from slipway.build.base import ensure_base
 from slipway.build.cache import BuildCache
 from slipway.build.engine import BuildFailed, image_exists, stream_build
 from slipway.build.layers import FileEntry, Layer, files_from_commit, files_from_tree, write_layer
-from slipway.build.probe import probe_requests, run_probe
+from slipway.build.probe import RunningProbe, probe_requests, start_probe
 from slipway.build.release_layer import ReleaseLayer
 from slipway.errors import SlipwayError
 from slipway.output import Reporter
@@ -228,25 +229,60 @@ def load(engine: docker.DockerClient, image: AssembledImage, repo_tags: list[str
 
 # --- 3. the probe, 4. the release layer --------------------------------------------------------------------
 
-def probe_code(engine: docker.DockerClient, project: Project, content: ContentImage, code: list[Layer],
-               declarations: Declarations, reporter: Reporter) -> list[dict]:
+@dataclass
+class CodeProbe:
+    """The entry-point probe running in content + code layers (a candidate image loaded for it): started as
+    soon as both are known, asked once the declarations are (build/probe.py says why)."""
+
+    engine: docker.DockerClient
+    content: ContentImage
+    code: list[Layer]
+    image_id: str  # the candidate's, removed with the probe
+    running: RunningProbe
+
+    def answer(self, declarations: Declarations, reporter: Reporter) -> list[dict]:
+        """A flow that does not import is recorded, not fatal here: deploy and plan report it against the
+        deployments.yaml field that names it (and the build warns now)."""
+        reporter.step(f"importing {len(declarations.deployments)} entry point(s) in the image")
+        try:
+            probe = self.running.ask(probe_requests(declarations))
+        finally:
+            self.discard()
+        for request, result in zip(declarations.deployments, probe):
+            if "error" in result:
+                reporter.warn(f"{request.entrypoint} does not import in the image: {result['error']}")
+        return probe
+
+    def discard(self) -> None:
+        self.running.close()
+        _remove_candidate(self.engine, self.image_id)
+
+
+def start_code_probe(engine: docker.DockerClient, project: Project, content: ContentImage,
+                     code: list[Layer]) -> CodeProbe:
     """Import every entry point inside content + code layers (one container, no network): the very files
-    the release runs. A flow that does not import is recorded, not fatal here: deploy and plan report it
-    against the deployments.yaml field that names it (and the build warns now)."""
+    the release runs. Started here, answered by `CodeProbe.answer`."""
     candidate = assemble(content.info, code, {}, content.info.get("Created") or "")
     image_id = load(engine, candidate, [])
-    reporter.step(f"importing {len(declarations.deployments)} entry point(s) in the image")
     try:
-        probe = run_probe(engine, image_id, project.config.image.app_dir, probe_requests(declarations))
-    finally:
-        try:
-            engine.images.remove(image_id, noprune=True)
-        except docker.errors.APIError:
-            pass  # another tag names it (the same code built before): it stays
-    for request, result in zip(declarations.deployments, probe):
-        if "error" in result:
-            reporter.warn(f"{request.entrypoint} does not import in the image: {result['error']}")
-    return probe
+        running = start_probe(engine, image_id, project.config.image.app_dir)
+    except BaseException:
+        _remove_candidate(engine, image_id)
+        raise
+    return CodeProbe(engine, content, code, image_id, running)
+
+
+def _remove_candidate(engine: docker.DockerClient, image_id: str) -> None:
+    try:
+        engine.images.remove(image_id, noprune=True)
+    except docker.errors.APIError:
+        pass  # another tag names it (the same code built before): it stays
+
+
+def probe_code(engine: docker.DockerClient, project: Project, content: ContentImage, code: list[Layer],
+               declarations: Declarations, reporter: Reporter) -> list[dict]:
+    """`start_code_probe` then `answer`, for a caller that knows the declarations already."""
+    return start_code_probe(engine, project, content, code).answer(declarations, reporter)
 
 
 def finish_image(engine: docker.DockerClient, project: Project, content: ContentImage, code: list[Layer],

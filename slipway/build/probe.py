@@ -1,11 +1,16 @@
 """The entry-point probe: every deployment's entry point imported INSIDE the image, in one container.
 
-One throw-away container (no network) runs a script on stdin that loads each distinct entry point once with
+One throw-away container (no network) runs a script that loads each distinct entry point once with
 Prefect's `load_flow_from_entrypoint` and reports, per declared deployment, the flow's name and parameter
 schema, and whether the declared parameters pass `flow.validate_parameters` (each distinct parameter set of a
 flow checked once). The image is the truth: a flow that imports on a laptop but
 misses a package in the image is found here. The build runs it once and records the result in the release
 layer (build/release_layer.py); deploy, plan and rollback read that instead of importing the flows again.
+
+The container is started before its questions are known (`start_probe`): importing Prefect is most of its
+time (≈ 1.3 s here), and the host needs as long to read deployments.yaml, whose schedules Prefect's own
+models check. So the script comes first and imports Prefect at once; the requests follow on the next line
+(`RunningProbe.ask`). Both travel on stdin, so nothing about the deployments shows in a process list.
 """
 from __future__ import annotations
 
@@ -23,12 +28,21 @@ PROBE_MARKER = "SLIPWAY-PROBE-RESULT "
 PROBE_TIMEOUT_SECONDS = 300
 PROBE_LABEL = "io.slipway.purpose"
 
+# The container's command: it runs the script that arrives as the first line of stdin (a JSON string), so
+# the command line holds nothing but this.
+PROBE_BOOTSTRAP = "import json, sys; exec(json.loads(sys.stdin.readline()))"
+
 # Runs inside the image with its own Python (the first `python` on its PATH), in the app directory.
 # Flow modules may print on import: stdout of imports is sent to stderr and the result is one marked line.
 _PROBE_SCRIPT = r'''
 import contextlib, json, os, sys, traceback
-REQUESTS = json.loads(__REQUESTS__)
 sys.path.insert(0, os.getcwd())
+try:  # while the host still works out the requests; an image without Prefect is reported per entry point
+    with contextlib.redirect_stdout(sys.stderr):
+        import prefect.flows
+except Exception:
+    pass
+REQUESTS = json.loads(sys.stdin.readline())
 
 
 def summarize(exc):
@@ -88,22 +102,24 @@ print("__MARKER__" + json.dumps(results), flush=True)
 '''
 
 
-def probe_script(items: list[dict[str, Any]]) -> str:
-    return (_PROBE_SCRIPT.replace("__REQUESTS__", repr(json.dumps(items)))
-            .replace("__MARKER__", PROBE_MARKER))
+def script_line() -> bytes:
+    """The first line the probe reads: its script (run by PROBE_BOOTSTRAP)."""
+    return (json.dumps(_PROBE_SCRIPT.replace("__MARKER__", PROBE_MARKER)) + "\n").encode()
 
 
-def run_probe(client, image: str, app_dir: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Run the probe in ONE container of `image` for all entry points; return one result per request.
+def requests_line(items: list[dict[str, Any]]) -> bytes:
+    """The second line: what to ask (probe_requests)."""
+    return (json.dumps(items) + "\n").encode()
 
-    The script goes in on stdin (`python -`), so nothing about the deployments shows in a process list;
-    the container has no network, runs in `app_dir` (entry points are relative to it) and is removed afterwards.
-    """
+
+def start_probe(client, image: str, app_dir: str) -> RunningProbe:
+    """Start the probe container of `image` (no network, in `app_dir`: entry points are relative to it) and
+    send it the script; it imports Prefect while the caller works out the requests."""
     import docker
 
     try:
         created = client.api.create_container(
-            image, command=["-"], entrypoint=["python"], stdin_open=True, network_disabled=True,
+            image, command=["-c", PROBE_BOOTSTRAP], entrypoint=["python"], stdin_open=True, network_disabled=True,
             working_dir=app_dir, labels={PROBE_LABEL: "entrypoint-probe"},
         )
     except docker.errors.ImageNotFound as exc:
@@ -112,17 +128,46 @@ def run_probe(client, image: str, app_dir: str, items: list[dict[str, Any]]) -> 
     except docker.errors.APIError as exc:
         raise SlipwayError(f"cannot start a container of {image}: {exc.explanation or exc}",
                            "check the Docker engine (`docker info`) and its free disk space") from exc
-    cid = created["Id"]
+    probe = RunningProbe(client, image, app_dir, created["Id"])
     try:
-        sock = client.api.attach_socket(cid, params={"stdin": 1, "stream": 1})
-        client.api.start(cid)
-        raw = getattr(sock, "_sock", sock)
-        raw.sendall(probe_script(items).encode())
+        sock = client.api.attach_socket(probe.cid, params={"stdin": 1, "stream": 1})
+        probe.stdin = getattr(sock, "_sock", sock)
+        client.api.start(probe.cid)
+        probe.send(script_line())
+    except BaseException:
+        probe.close()
+        raise
+    return probe
+
+
+class RunningProbe:
+    """A started probe container: `ask` once, or `close` (ask closes it too). Closing removes the container."""
+
+    def __init__(self, client, image: str, app_dir: str, cid: str):
+        self.client, self.image, self.app_dir, self.cid = client, image, app_dir, cid
+        self.stdin: socket.socket | None = None
+        self.closed = False
+
+    def send(self, data: bytes) -> None:
+        """To the container's stdin. A container that already exited (no Python in the image) is not an error
+        here: its exit status and stderr say what happened, in `ask`."""
         try:
-            raw.shutdown(socket.SHUT_WR)
+            assert self.stdin is not None
+            self.stdin.sendall(data)
         except OSError:
             pass
-        raw.close()
+
+    def ask(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Send the requests, wait for the container, and return one result per request."""
+        try:
+            self.send(requests_line(items))
+            self._close_stdin()
+            return self._answer()
+        finally:
+            self.close()
+
+    def _answer(self) -> list[dict[str, Any]]:
+        client, cid, image = self.client, self.cid, self.image
         try:
             status = client.api.wait(cid, timeout=PROBE_TIMEOUT_SECONDS)
         except HttpConnectionError as exc:  # docker-py's read timeout (requests' ReadTimeout)
@@ -135,17 +180,36 @@ def run_probe(client, image: str, app_dir: str, items: list[dict[str, Any]]) -> 
             time.sleep(0.05)
             stdout = client.api.logs(cid, stdout=True, stderr=False).decode(errors="replace")
         stderr = client.api.logs(cid, stdout=False, stderr=True).decode(errors="replace")
-    finally:
+        for line in stdout.splitlines():
+            if line.startswith(PROBE_MARKER):
+                return json.loads(line[len(PROBE_MARKER):])
+        last = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit status {status.get('StatusCode')}"
+        raise SlipwayError(f"the entry-point probe failed in {image}: {last}",
+                           f"the image needs a Python with prefect first on its PATH, and its content in "
+                           f"{self.app_dir}")
+
+    def _close_stdin(self) -> None:
+        if self.stdin is None:
+            return
         try:
-            client.api.remove_container(cid, force=True)
+            self.stdin.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        self.stdin.close()
+        self.stdin = None
+
+    def close(self) -> None:
+        """Remove the container (a probe never asked ends here too: its stdin closes, its script stops)."""
+        import docker
+
+        if self.closed:
+            return
+        self.closed = True
+        self._close_stdin()
+        try:
+            self.client.api.remove_container(self.cid, force=True)
         except docker.errors.APIError:
             pass
-    for line in stdout.splitlines():
-        if line.startswith(PROBE_MARKER):
-            return json.loads(line[len(PROBE_MARKER):])
-    last = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit status {status.get('StatusCode')}"
-    raise SlipwayError(f"the entry-point probe failed in {image}: {last}",
-                       f"the image needs a Python with prefect first on its PATH, and its content in {app_dir}")
 
 
 def probe_requests(declarations: Declarations) -> list[dict]:

@@ -212,3 +212,40 @@ def test_human_output_of_plan_and_deploy(project, cli):
     lines = deployed.stdout.splitlines()
     assert lines[0].startswith(f"local: {project.registry.address}/{project.name}@sha256:")
     assert lines[-1] == "3 created"
+
+
+def test_a_release_refused_after_its_probe_started_leaves_no_probe_behind(project, cli, docker_engine, flows_image,
+                                                                          monkeypatch):
+    """`make image deploy` starts the entry-point probe's container before it reads deployments.yaml
+    (build/probe.py): a broken file still fails with one line and changes nothing, and the container and
+    the candidate image it ran are removed. The session's flows image stands for the content image."""
+    import docker
+
+    from slipway import pipeline
+    from slipway.build.image import ContentImage
+
+    content = ContentImage(flows_image, "", docker_engine.api.inspect_image(flows_image))
+    monkeypatch.setattr("slipway.pipeline.build_content", lambda *args, **kwargs: content)
+    started = []
+
+    def start(*args):
+        started.append(pipeline_start(*args))
+        return started[-1]
+
+    pipeline_start = pipeline.start_code_probe
+    monkeypatch.setattr("slipway.pipeline.start_code_probe", start)
+    project.write("deployments.yaml", "deployments:\n  - name: a\n    entrypoint: [flows/hello.py:hello\n")
+    project.commit("a bad edit")
+
+    outcome = cli("release", "--env", "local", "--json", "--root", str(project.root))
+
+    assert outcome.code == 1 and outcome.stdout == ""
+    assert "deployments.yaml: line" in outcome.error and "Traceback" not in outcome.stderr
+    [probe] = started  # the probe had started: the release waits for it, then removes it
+    assert probe.running.closed
+    with pytest.raises(docker.errors.NotFound):
+        docker_engine.api.inspect_container(probe.running.cid)
+    assert probe.image_id != content.image_id
+    with pytest.raises(docker.errors.ImageNotFound):
+        docker_engine.images.get(probe.image_id)
+    assert_nothing_changed(project)
