@@ -150,6 +150,7 @@ def run(stack: BenchStack, repo: BenchRepo, runs: int) -> dict:
         pairs.append({"run": i + 1, "slipway_s": s_release, "slipway_actions": sorted(set(actions)),
                       "slipway_deployment_writes": len(deploy_writes["deployments"]),
                       "slipway_refused_writes": len(deploy_writes["refused"]),
+                      "slipway_steps": out["steps"],
                       "prefect_s": p_seconds, "prefect_deployments_written": p_written,
                       "prefect_uploaded_bytes": p_up["bytes"], "ratio": s_release / p_seconds})
     sizes = image_sizes(stack, image["image"])

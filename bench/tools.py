@@ -18,12 +18,16 @@ def slipway(stack: BenchStack, repo: BenchRepo, *args: str) -> tuple[float, dict
 
 def slipway_make(stack: BenchStack, repo: BenchRepo, *goals: str, env_name: str = "local") -> tuple[float, dict]:
     """`make <goals> ENV=<env>` in the repository, as a release engineer types it (`make image deploy` is one
-    `build.py release` process): seconds, and the verbs' JSON results (SLIPWAY_RESULTS_DIR) by verb name."""
+    `build.py release` process): seconds, and the verbs' JSON results (SLIPWAY_RESULTS_DIR) by verb name, with
+    slipway's step lines under "steps"."""
     results = stack.workdir / "results"
     shutil.rmtree(results, ignore_errors=True)
     env = {**stack.tool_env(), "SLIPWAY_RESULTS_DIR": str(results)}
-    seconds, _ = run_timed(["make", "--no-print-directory", *goals, f"ENV={env_name}"], repo.root, env)
-    return seconds, {p.stem: json.loads(p.read_text()) for p in results.glob("*.json")}
+    seconds, proc = run_timed(["make", "--no-print-directory", *goals, f"ENV={env_name}"], repo.root, env)
+    out = {p.stem: json.loads(p.read_text()) for p in results.glob("*.json")}
+    # slipway's own step lines (each prefixed with its seconds): what the results file keeps to explain a run.
+    out["steps"] = [line for line in proc.stderr.splitlines() if line.startswith("[")]
+    return seconds, out
 
 
 def prefect_deploy(stack: BenchStack, repo: BenchRepo, prefect_file: str = "prefect.yaml"
