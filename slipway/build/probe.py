@@ -134,6 +134,11 @@ def start_probe(client, image: str, app_dir: str) -> RunningProbe:
         probe.stdin = getattr(sock, "_sock", sock)
         client.api.start(probe.cid)
         probe.send(script_line())
+    except docker.errors.APIError as exc:  # e.g. no `python` on the image's PATH
+        probe.close()
+        raise SlipwayError(f"the entry-point probe cannot start in {image}: {exc.explanation or exc}",
+                           f"the image needs a Python with prefect first on its PATH, and its content in "
+                           f"{app_dir}") from exc
     except BaseException:
         probe.close()
         raise

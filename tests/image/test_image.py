@@ -182,3 +182,18 @@ def test_broken_dbt_project_fails_the_build_with_one_line(release_image, tmp_pat
     # The failing Dockerfile step, named, and the tool's own message from its output.
     assert "image build failed at step 'RUN cd /opt/prefect/dbt" in error[0]
     assert "model_that_does_not_exist" in error[0]
+
+
+def test_an_image_without_python_fails_the_probe_with_one_error_and_no_container_left(docker_engine):
+    """The probe's container cannot start in an image with no `python` on its PATH (the kit's bare OS base):
+    a SlipwayError that says what the image needs, and the container is removed."""
+    import io
+
+    from slipway.build.base import ensure_os_base
+    from slipway.build.probe import PROBE_LABEL, start_probe
+
+    os_base = ensure_os_base(docker_engine, load_project(REPO_ROOT), Reporter(stream=io.StringIO()))
+    with pytest.raises(SlipwayError) as failed:
+        start_probe(docker_engine, os_base, "/opt/prefect")
+    assert "cannot start" in str(failed.value) and "needs a Python with prefect" in failed.value.fix
+    assert not docker_engine.api.containers(all=True, filters={"label": PROBE_LABEL, "ancestor": os_base})
