@@ -7,11 +7,14 @@ automations; plus the last entry of the environment's history and the pull-crede
 requests, and turns the answers into the same plain values (deploy/live.py's converters), so that
 deploy/unchanged.py can tell in well under a second whether anything changed since a full run checked it.
 
-No retries: a read that fails here sends the run down the full path, which retries and explains.
+A read the server could not answer for a moment (a dropped connection, 502/503/504: a SQLite-backed server
+answers 503 while its database is locked) is sent again twice, briefly; a read that still fails, or is slow
+(TIMEOUT_SECONDS), sends the run down the full path, which retries longer and explains.
 """
 from __future__ import annotations
 
 import base64
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
@@ -23,6 +26,9 @@ from slipway.deploy.prefect_api import NAMES_PER_REQUEST, PAGE_SIZE, READ_CONCUR
 from slipway.deploy.triggers import owner_resource, runs_deployment
 
 TIMEOUT_SECONDS = 10
+READ_ATTEMPTS = 3
+FIRST_RETRY_SECONDS = 0.1  # doubled at each attempt: 0.3 s at most before the full path takes over
+RETRIED_STATUSES = (502, 503, 504)
 
 
 def headers(settings: PrefectSettings) -> dict[str, str]:
@@ -57,16 +63,31 @@ class PlainReads:
 
     def _get(self, path: str, **params: str) -> Any | None:
         """JSON, or None for 404."""
-        response = self.session.get(self.base + path, params=params, timeout=TIMEOUT_SECONDS)
+        response = self._send("GET", path, params=params)
         if response.status_code == 404:
             return None
         response.raise_for_status()
         return response.json()
 
     def _post(self, path: str, body: dict[str, Any]) -> Any:
-        response = self.session.post(self.base + path, json=body, timeout=TIMEOUT_SECONDS)
+        """A query (POST .../filter, .../count): it reads, so it is sent again like a GET."""
+        response = self._send("POST", path, json=body)
         response.raise_for_status()
         return response.json()
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        for attempt in range(READ_ATTEMPTS):
+            last = attempt == READ_ATTEMPTS - 1
+            try:
+                response = self.session.request(method, self.base + path, timeout=TIMEOUT_SECONDS, **kwargs)
+            except requests.ConnectionError as exc:
+                if last or isinstance(exc, requests.Timeout):  # a slow server is the full path's to wait for
+                    raise
+            else:
+                if last or response.status_code not in RETRIED_STATUSES:
+                    return response
+            time.sleep(FIRST_RETRY_SECONDS * 2 ** attempt)
+        raise AssertionError("unreachable")
 
     def work_pool(self, name: str) -> dict[str, Any] | None:
         return self._get(f"/work_pools/{quote(name, safe='')}")
