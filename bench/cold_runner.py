@@ -190,8 +190,9 @@ PHASES = [
     ("content image pull", lambda m: m.startswith("pulling the content image")),
     ("base pull", lambda m: m.startswith("pulling the base image")),
     ("content build", lambda m: m.startswith("building the content image")),
-    ("probe", lambda m: m.startswith("importing ")),
-    ("assemble + validate", lambda m: m.startswith("built ") and "(sha256:" in m),
+    ("probe + validate", lambda m: m.startswith("importing ")),
+    # The engine loads the finished image while the release is validated ("built" follows "validated").
+    ("load + guard + lease", lambda m: m.startswith("validated ")),
     ("push", lambda m: m.startswith("checking access to")),
     ("register", lambda m: "@sha256:" in m and " holds " in m),
 ]

@@ -30,10 +30,12 @@ from slipway.build.image import (
     CONTENT_LABEL,
     REVISION_LABEL,
     BuiltImage,
+    assemble_release,
     build_content,
     code_layers,
     find_local_image,
     finish_image,
+    load_release,
     probe_code,
     reassemble,
     refuse_dirty,
@@ -410,8 +412,9 @@ async def release(ws: Workspace, target: Target, allow_dirty: bool = False, allo
     """`make image deploy` in one process: HEAD's image (unless the registry already holds HEAD's release),
     then deploy. Work that does not depend on each other overlaps: the content image is found (or built) and
     the probe's container started, importing Prefect in the image, while the declarations load (importing
-    Prefect here); the probe answers while Prefect's client connects and the work pool is read. Nothing is
-    written anywhere before the probe and every check have passed."""
+    Prefect here); the probe answers while Prefect's client connects and the work pool is read; the engine
+    loads the finished image while the release is validated. Nothing is written anywhere before the probe
+    and every check have passed."""
     refuse_dirty(ws.commit, allow_dirty)
     refuse_dirty_release(ws, target)
     if not ws.commit.dirty and target.registry.manifest_digest(ws.commit.image_tags()[0]) is not None:
@@ -439,11 +442,12 @@ async def release(ws: Workspace, target: Target, allow_dirty: bool = False, allo
             live_pool = await api.read_work_pool(config.env.work_pool.name)
             pool = pool_state(config, ws.project, live_pool)
             layer = ReleaseLayer(files, await anyio.to_thread.run_sync(probe.result))
-            built = finish_image(engine, ws.project, running.content, code, layer, ws.commit, ws.reporter)
-            head = HeadRelease(built.reference, layer, None, find_local_image(ws.engine, ws.project, ws.commit),
-                               built)
-            validated = await validate_release(config, pool, layer, head.image,
+            built = assemble_release(ws.project, running.content, code, layer, ws.commit)
+            loaded = docker_work.submit(load_release, engine, built, ws.reporter)  # the engine's share meanwhile
+            validated = await validate_release(config, pool, layer, built.reference,
                                                target.reference(PLACEHOLDER_DIGEST), ws.reporter)
+            await anyio.to_thread.run_sync(loaded.result)
+            head = HeadRelease(built.reference, layer, None, find_local_image(engine, ws.project, ws.commit), built)
             return built, await apply_head(ws, target, api, head, validated, allow_downgrade, prune, message)
 
 

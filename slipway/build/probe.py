@@ -27,6 +27,7 @@ from slipway.project.declarations import Declarations
 PROBE_MARKER = "SLIPWAY-PROBE-RESULT "
 PROBE_TIMEOUT_SECONDS = 300
 PROBE_LABEL = "io.slipway.purpose"
+PROBE_PURPOSE = "entrypoint-probe"  # PROBE_LABEL's value on the probe's container and its candidate image
 
 # The container's command: it runs the script that arrives as the first line of stdin (a JSON string), so
 # the command line holds nothing but this.
@@ -120,7 +121,7 @@ def start_probe(client, image: str, app_dir: str) -> RunningProbe:
     try:
         created = client.api.create_container(
             image, command=["-c", PROBE_BOOTSTRAP], entrypoint=["python"], stdin_open=True, network_disabled=True,
-            working_dir=app_dir, labels={PROBE_LABEL: "entrypoint-probe"},
+            working_dir=app_dir, labels={PROBE_LABEL: PROBE_PURPOSE},
         )
     except docker.errors.ImageNotFound as exc:
         raise SlipwayError(f"image {image} is not in the local Docker engine",

@@ -245,7 +245,7 @@ def test_a_release_refused_after_its_probe_started_leaves_no_probe_behind(projec
     assert probe.running.closed
     with pytest.raises(docker.errors.NotFound):
         docker_engine.api.inspect_container(probe.running.cid)
-    assert probe.image_id != content.image_id
+    assert probe.candidate.startswith("slipway-probe:")
     with pytest.raises(docker.errors.ImageNotFound):
-        docker_engine.images.get(probe.image_id)
+        docker_engine.images.get(probe.candidate)
     assert_nothing_changed(project)

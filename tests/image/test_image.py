@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import docker
 import pytest
 import yaml
 
@@ -197,3 +198,39 @@ def test_an_image_without_python_fails_the_probe_with_one_error_and_no_container
         start_probe(docker_engine, os_base, "/opt/prefect")
     assert "cannot start" in str(failed.value) and "needs a Python with prefect" in failed.value.fix
     assert not docker_engine.api.containers(all=True, filters={"label": PROBE_LABEL, "ancestor": os_base})
+
+
+def test_two_runs_of_one_commit_probe_the_same_candidate_without_removing_it_from_each_other(
+        docker_engine, release_image, monkeypatch):
+    """A person and a CI job (or two environments released at once) building one commit load the same
+    candidate image ID for their probes. The first run to finish cleans up while the second has loaded the
+    candidate but not yet started its container: the second still gets its answer, and once both are done
+    neither run's candidate is left in the engine."""
+    import io
+
+    from slipway.build import image
+    from slipway.project.declarations import load_declarations
+
+    project = load_project(release_image["root"])
+    facts, reporter = read_git_facts(project.root), Reporter(stream=io.StringIO())
+    content = image.build_content(docker_engine, project, facts, reporter)  # up to date: no build
+    code = image.code_layers(project, facts)
+    declarations = load_declarations(project)
+    first = image.start_code_probe(docker_engine, project, content, code)
+    real_start = image.start_probe
+
+    def first_cleans_up_meanwhile(client, tag, app_dir):  # the second run: loaded, container not yet made
+        first.answer(declarations, reporter)
+        return real_start(client, tag, app_dir)
+
+    monkeypatch.setattr(image, "start_probe", first_cleans_up_meanwhile)
+    second = image.start_code_probe(docker_engine, project, content, code)
+    monkeypatch.setattr(image, "start_probe", real_start)
+    assert second.candidate != first.candidate
+    results = second.answer(declarations, reporter)
+
+    assert [r["entrypoint"] for r in results] == [d.entrypoint for d in declarations.deployments]
+    assert all("error" not in r for r in results), results
+    for candidate in (first.candidate, second.candidate):
+        with pytest.raises(docker.errors.ImageNotFound):
+            docker_engine.images.get(candidate)
