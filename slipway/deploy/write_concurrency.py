@@ -11,7 +11,8 @@
   against the test kit's PostgreSQL-backed server, the scale branch's bench.write_concurrency; past this the
   single server process is the limit and more writers only queue inside it).
 - A self-hosted server on SQLite, or one slipway cannot place: 1. SQLite takes one write at a time; a second
-  concurrent one waits on the database lock and may be refused.
+  concurrent one waits on the database lock and may be refused: 2 writers are no faster than 1 and are
+  refused ≈ 6 times as often (bench/sqlite_writers.py).
 
 The server does not say which database it runs on (/api/admin/settings shows the connection URL masked and
 the driver unset), but its answers do: PostgreSQL stores Prefect's JSON columns as `jsonb`, which returns an
