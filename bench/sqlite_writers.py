@@ -52,10 +52,14 @@ def main() -> None:
     try:
         with httpx.Client(base_url=server.api_url, timeout=30) as client:
             client.post("/work_pools/", json={"name": "bench-writers", "type": "docker"}).raise_for_status()
-            flow_id = client.post("/flows/", json={"name": "bench-writers"}).json()["id"]
-            ids = [client.post("/deployments/", json={"name": f"d-{i:03d}", "flow_id": flow_id,
-                                                      "work_pool_name": "bench-writers",
-                                                      "job_variables": {"image": "bench:0"}}).json()["id"]
+            def created(path: str, body: dict) -> str:
+                response = client.post(path, json=body)
+                response.raise_for_status()
+                return response.json()["id"]
+
+            flow_id = created("/flows/", {"name": "bench-writers"})
+            ids = [created("/deployments/", {"name": f"d-{i:03d}", "flow_id": flow_id, "work_pool_name": "bench-writers",
+                                             "job_variables": {"image": "bench:0"}})
                    for i in range(args.deployments)]
         rows = []
         for writers in WRITERS:

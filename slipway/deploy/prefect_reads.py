@@ -76,18 +76,21 @@ class PlainReads:
         return response.json()
 
     def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        for attempt in range(READ_ATTEMPTS):
-            last = attempt == READ_ATTEMPTS - 1
+        def send() -> requests.Response:
+            return self.session.request(method, self.base + path, timeout=TIMEOUT_SECONDS, **kwargs)
+
+        for attempt in range(READ_ATTEMPTS - 1):
             try:
-                response = self.session.request(method, self.base + path, timeout=TIMEOUT_SECONDS, **kwargs)
-            except requests.ConnectionError as exc:
-                if last or isinstance(exc, requests.Timeout):  # a slow server is the full path's to wait for
-                    raise
+                response = send()
+            except requests.Timeout:  # a slow server is the full path's to wait for
+                raise
+            except requests.ConnectionError:
+                pass
             else:
-                if last or response.status_code not in RETRIED_STATUSES:
+                if response.status_code not in RETRIED_STATUSES:
                     return response
             time.sleep(FIRST_RETRY_SECONDS * 2 ** attempt)
-        raise AssertionError("unreachable")
+        return send()  # the last attempt: whatever it answers, or raises, is the caller's
 
     def work_pool(self, name: str) -> dict[str, Any] | None:
         return self._get(f"/work_pools/{quote(name, safe='')}")
