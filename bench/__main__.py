@@ -116,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     chosen = set(args.only or SCENARIOS)
     runs = args.runs or (1 if args.quick else 3)
 
-    from slipway.build.base import ensure_base
-    from slipway.build.engine import docker_client
+    from slipway.image.base import ensure_base
+    from slipway.image.engine import docker_client
     from slipway.output import Reporter
     from slipway.project.config import load_project
 

@@ -100,7 +100,7 @@ def _cache_key(repo: BenchRepo, os_base: str) -> str:
     """The base's key in the cache as slipway's CLI computes it: with SLIPWAY_BASE_IMAGE=<os_base>, as it runs."""
     import os
 
-    from slipway.build.base import cache_key
+    from slipway.image.base import cache_key
     from slipway.project.config import load_project
 
     previous = os.environ.get("SLIPWAY_BASE_IMAGE")
@@ -211,7 +211,7 @@ def phases(steps: list[tuple[float, str]], total: float) -> dict:
 
 
 def run(stack: BenchStack, repo: BenchRepo, runs: int) -> dict:
-    from slipway.build.base import ensure_os_base
+    from slipway.image.base import ensure_os_base
     from slipway.output import Reporter
     from slipway.project.config import load_project
 

@@ -14,7 +14,7 @@ import yaml
 
 from bench.common import median, stopwatch, table
 from slipway import pipeline
-from slipway.build.engine import docker_client
+from slipway.image.engine import docker_client
 from slipway.output import Reporter
 from slipway.project.config import load_project
 from slipway.project.git import read_git_facts

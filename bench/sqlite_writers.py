@@ -17,7 +17,7 @@ import uuid
 import httpx
 
 from bench.common import median, table
-from slipway.build.engine import docker_client
+from slipway.image.engine import docker_client
 from tests.kit import services
 
 WRITERS = (1, 2, 4)

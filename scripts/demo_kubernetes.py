@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import yaml
 
-    from slipway.build.engine import docker_client
+    from slipway.image.engine import docker_client
     from tests.kit.kubernetes.cluster import start_cluster
     from tests.kit.kubernetes.helm import worker_from_values
     from tests.kit.kubernetes.worker import start_worker

@@ -24,24 +24,6 @@ from functools import cached_property
 
 import anyio
 
-from slipway.build import release_layer
-from slipway.build.engine import docker_client, pull
-from slipway.build.image import (
-    CONTENT_LABEL,
-    REVISION_LABEL,
-    BuiltImage,
-    assemble_release,
-    build_content,
-    code_layers,
-    find_local_image,
-    finish_image,
-    load_release,
-    probe_code,
-    reassemble,
-    refuse_dirty,
-    start_code_probe,
-)
-from slipway.build.release_layer import ReleaseLayer
 from slipway.deploy.apply import apply_plan
 from slipway.deploy.desired import desired_deployments
 from slipway.deploy.guard import LiveRelease, check_downgrade
@@ -56,6 +38,24 @@ from slipway.deploy.triggers import owner_resource
 from slipway.deploy.unchanged import TOLD_REASON, Inputs, Unchanged, recall, remember, what_to_read
 from slipway.deploy.validate import ReleaseConfig, ValidatedRelease, check_manifests, pool_state, validate_release
 from slipway.errors import SlipwayError
+from slipway.image import release_layer
+from slipway.image.build import (
+    CONTENT_LABEL,
+    REVISION_LABEL,
+    BuiltImage,
+    assemble_release,
+    build_content,
+    code_layers,
+    find_local_image,
+    finish_image,
+    load_release,
+    probe_code,
+    reassemble,
+    refuse_dirty,
+    start_code_probe,
+)
+from slipway.image.engine import docker_client, pull
+from slipway.image.release_layer import ReleaseLayer
 from slipway.output import Reporter
 from slipway.project.config import CONFIG_FILE, Project
 from slipway.project.declarations import Declarations, load_declarations, refuse_project_secrets
@@ -117,7 +117,7 @@ class RolledBack:
 def build(ws: Workspace, allow_dirty: bool = False, nocache: bool = False, target: Target | None = None) -> BuiltImage:
     """HEAD's image: the content image (built only when its inputs changed), the code layers written from
     the commit, the entry points probed in that exact image, then slipway's release layer. With a `target`,
-    the base and content images come from (or go to) that environment's build cache (build/cache.py)."""
+    the base and content images come from (or go to) that environment's build cache (image/cache.py)."""
     facts = ws.commit
     refuse_dirty(facts, allow_dirty)
     declarations = load_declarations(ws.project)  # a broken deployments.yaml fails before any build work

@@ -7,10 +7,10 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from slipway.build.image import BuiltImage
 from slipway.deploy.history import HistoryEntry
 from slipway.deploy.plan import Plan, PlanRow
 from slipway.deploy.unchanged import Printed, Unchanged
+from slipway.image.build import BuiltImage
 from slipway.registry.copy import CopyResult
 from slipway.registry.push import PushedImage
 from slipway.registry.releases import Release

@@ -34,9 +34,9 @@ import docker
 import requests
 from docker.errors import APIError, NotFound
 
-from slipway.build.base import ensure_base, ensure_os_base
-from slipway.build.engine import BuildFailed, image_exists, stream_build
 from slipway.errors import SlipwayError
+from slipway.image.base import ensure_base, ensure_os_base
+from slipway.image.engine import BuildFailed, image_exists, stream_build
 from slipway.output import Reporter
 from slipway.project.config import Project
 

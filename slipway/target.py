@@ -16,7 +16,7 @@ from slipway.project.config import LOCAL_ENVIRONMENT, EnvironmentConfig, Project
 from slipway.registry import RegistryClient, registry_client
 
 if TYPE_CHECKING:
-    from slipway.build.cache import BuildCache
+    from slipway.image.cache import BuildCache
 
 PrefectConnector = Callable[[PrefectSettings], AbstractAsyncContextManager[PrefectApi]]
 
@@ -44,9 +44,9 @@ class Target:
         return f"{self.repository}@{digest}"
 
     def build_cache(self) -> BuildCache:
-        """The environment's build cache (build/cache.py): the same registry and credentials, the repository
+        """The environment's build cache (image/cache.py): the same registry and credentials, the repository
         slipway.yaml's `cache_repository` names."""
-        from slipway.build.cache import BuildCache
+        from slipway.image.cache import BuildCache
 
         cache_env = self.env.model_copy(update={"repository": self.env.build_cache_repository()})
         return BuildCache(registry_client(cache_env, self.name))

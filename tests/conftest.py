@@ -21,7 +21,7 @@ from tests.kit.repo import REPO_ROOT, git, snapshot_repo  # noqa: F401  (re-expo
 def docker_engine():
     """The engine, with the kit prepared (Ryuk on or off, leftovers of killed runs removed); everything the
     kit started in this run is removed at the end of it."""
-    from slipway.build.engine import docker_client
+    from slipway.image.engine import docker_client
     from tests.kit import services
 
     engine = docker_client()

@@ -1,7 +1,7 @@
 """`build.py base [--env ENV]`: build (or reuse) the runtime base image; `--os-only` stops at the OS base.
 With --env, the base comes from (or is pushed to) that environment's build cache in its registry."""
-from slipway.build.base import ensure_base, ensure_os_base
 from slipway.commands import workspace
+from slipway.image.base import ensure_base, ensure_os_base
 from slipway.target import open_target
 
 

@@ -2,7 +2,7 @@
 the server on SQLite (default) or PostgreSQL (`up --db postgres`)."""
 from __future__ import annotations
 
-from slipway.build.engine import docker_client
+from slipway.image.engine import docker_client
 from slipway.project.config import load_project
 from slipway.stack import DATABASES, stack_down, stack_up
 

@@ -1,6 +1,6 @@
 """Everything checked before the first write, for every deployment of a release at once.
 
-1. Entry points import INSIDE the release image: what the build-time probe found (build/probe.py), read
+1. Entry points import INSIDE the release image: what the build-time probe found (image/probe.py), read
    from the image's release layer. A flow that does not import is an error naming its deployments.yaml field.
 2. Parameters (the deployment's and each schedule's) validate against the flow's schema, with the rules
    the Prefect server applies (`prefect.utilities.schema_tools.validate`, required ones may come at run time).
@@ -21,13 +21,13 @@ from typing import Any
 
 import yaml
 
-from slipway.build.release_layer import ReleaseLayer
 from slipway.deploy.desired import pinned_job_variables
 from slipway.deploy.kubernetes import load_job_template, render_job_manifests, validate_manifest
 from slipway.deploy.kubernetes_values import check_job
 from slipway.deploy.live import LivePool
 from slipway.deploy.pull import PullCredentials
 from slipway.errors import SlipwayError
+from slipway.image.release_layer import ReleaseLayer
 from slipway.output import Reporter
 from slipway.project.config import CONFIG_FILE, EnvironmentConfig, Project, parse_config
 from slipway.project.declarations import (

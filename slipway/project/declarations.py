@@ -3,7 +3,7 @@
 One file at the repository root (its path is slipway.yaml's `deployments:`) holds every deployment; what
 differs between environments (parameters, schedules, job variables, tags) lives in slipway.yaml under
 `environments.<env>.deployments."<flow>/<deployment>"`, next to the rest of that environment. So one file
-says *what* runs, slipway.yaml says *where and how* — and both travel in every image (build/release_layer.py),
+says *what* runs, slipway.yaml says *where and how* — and both travel in every image (image/release_layer.py),
 which is what lets a rollback re-register an older release exactly as it was.
 
 Loaded strictly, before anything is built, pushed or registered: an unknown key, a wrong type, a cron that

@@ -1,10 +1,10 @@
-"""Push an image slipway assembled (build/assemble.py) over the registry API, without the Docker engine: the
+"""Push an image slipway assembled (image/assemble.py) over the registry API, without the Docker engine: the
 content image's layers mounted from the build cache, slipway's own layers and the config uploaded only when
 the repository lacks them, then one manifest written under each tag.
 
 Why not `docker push`: the engine re-sends a config and a manifest per tag, and an image it pushes has a
 digest only that push knows. Here the manifest is written from the content image's manifest in the build
-cache plus slipway's reproducible layers (build/layers.py), so its digest follows from the commit: the same
+cache plus slipway's reproducible layers (image/layers.py), so its digest follows from the commit: the same
 commit gives the same digest on any machine whose build cache holds the same content image, and a code-only
 release uploads the changed layers, the config and the manifest — nothing else.
 
@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from slipway.build.assemble import DOCKER_MANIFEST, AssembledImage, registry_manifest, sha256
 from slipway.errors import SlipwayError
+from slipway.image.assemble import DOCKER_MANIFEST, AssembledImage, registry_manifest, sha256
 from slipway.output import Reporter
 from slipway.registry.client import RawManifest, RegistryClient
 from slipway.registry.copy import CopyResult, copy_blob, human_size

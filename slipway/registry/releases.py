@@ -3,7 +3,7 @@ its labels (revision, commit time, the release configuration's hash).
 
 Nothing here pulls an image layer: listing reads tags, manifests and config blobs; `read_release_layer`
 also reads the image's last layer, a few KB holding the release's configuration and what the build-time
-probe found (build/release_layer.py).
+probe found (image/release_layer.py).
 """
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from slipway.build.image import CREATED_LABEL, REVISION_LABEL, SOURCE_LABEL, VERSION_LABEL
-from slipway.build.release_layer import MAX_LAYER_BYTES, ReleaseLayer, parse_layer
 from slipway.errors import SlipwayError
+from slipway.image.build import CREATED_LABEL, REVISION_LABEL, SOURCE_LABEL, VERSION_LABEL
+from slipway.image.release_layer import MAX_LAYER_BYTES, ReleaseLayer, parse_layer
 from slipway.project.git import DIRTY_SUFFIX, GitFacts, docker_tag_for
 from slipway.registry.client import RegistryClient
 from slipway.registry.promotion import Promotion, is_record_tag, read_records

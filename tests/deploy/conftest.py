@@ -36,7 +36,7 @@ TEMPLATE = REPO_ROOT / "deploy" / "work-pools" / "kubernetes-job-template.json"
 @pytest.fixture(scope="session")
 def flows_image(docker_engine) -> str:
     """FROM the runtime base (prefect in /opt/venv), the test flows in /opt/prefect/flows. Built once."""
-    from slipway.build.base import ensure_base
+    from slipway.image.base import ensure_base
     from slipway.output import Reporter
     from slipway.project.config import load_project
 
@@ -145,9 +145,9 @@ def tag_head_image(docker_engine, flows_image: str, proj: Project) -> str:
     the session's flows image — the entry points of this test's deployments.yaml probed inside it by
     slipway's own build steps. A deployments.yaml that does not even parse gets the bare flows image with
     the revision label: deploy and plan must refuse it before they look at the image."""
-    from slipway.build import release_layer
-    from slipway.build.image import ContentImage, finish_image, probe_code
     from slipway.errors import SlipwayError
+    from slipway.image import release_layer
+    from slipway.image.build import ContentImage, finish_image, probe_code
     from slipway.output import Reporter
     from slipway.project.config import load_project
     from slipway.project.declarations import load_declarations
@@ -170,7 +170,7 @@ def tag_head_image(docker_engine, flows_image: str, proj: Project) -> str:
 
 def tag_bare_image(docker_engine, flows_image: str, proj: Project) -> str:
     """HEAD's tags on the flows image with only the revision label: an image without slipway's release layer."""
-    from slipway.build.image import REVISION_LABEL
+    from slipway.image.build import REVISION_LABEL
     from slipway.project.git import read_git_facts
 
     facts = read_git_facts(proj.root)

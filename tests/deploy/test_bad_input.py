@@ -217,12 +217,12 @@ def test_human_output_of_plan_and_deploy(project, cli):
 def test_a_release_refused_after_its_probe_started_leaves_no_probe_behind(project, cli, docker_engine, flows_image,
                                                                           monkeypatch):
     """`make image deploy` starts the entry-point probe's container before it reads deployments.yaml
-    (build/probe.py): a broken file still fails with one line and changes nothing, and the container and
+    (image/probe.py): a broken file still fails with one line and changes nothing, and the container and
     the candidate image it ran are removed. The session's flows image stands for the content image."""
     import docker
 
     from slipway import pipeline
-    from slipway.build.image import ContentImage
+    from slipway.image.build import ContentImage
 
     content = ContentImage(flows_image, "", docker_engine.api.inspect_image(flows_image))
     monkeypatch.setattr("slipway.pipeline.build_content", lambda *args, **kwargs: content)

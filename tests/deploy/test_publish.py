@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from slipway import pipeline
-from slipway.build.image import CONTENT_LABEL
+from slipway.image.build import CONTENT_LABEL
 from slipway.output import Reporter
 from slipway.project.config import load_project
 from slipway.target import open_target
@@ -132,7 +132,7 @@ def test_a_build_cache_holding_another_build_of_the_content_falls_back_to_the_en
     """Two machines built the same content inputs at once and the other one's push stayed in the cache: this
     machine's image is not assembled on the cached layers, so it is pushed through the engine, with a warning,
     and still deployed by the digest the registry holds."""
-    from slipway.build.base import ensure_base
+    from slipway.image.base import ensure_base
 
     r = releases
     once(r.server)

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from slipway import pipeline, results
-from slipway.build import release_layer
 from slipway.errors import SlipwayError
+from slipway.image import release_layer
 from slipway.output import Reporter
 from slipway.project.config import load_project
 from slipway.project.git import read_git_facts
@@ -111,7 +111,7 @@ def test_release_layer_carries_configuration_and_probe(docker_engine, release_im
     assert in_image == files
     # ...and the image's last layer is exactly slipway's release layer: written again from what it holds, it
     # gives the same diff_id (the layer is reproducible, and holds nothing else).
-    from slipway.build.image import commit_epoch, release_layer_of
+    from slipway.image.build import commit_epoch, release_layer_of
     from slipway.project.git import read_git_facts
 
     rewritten = release_layer_of(layer, "/opt/prefect", commit_epoch(read_git_facts(release_image["root"])))
@@ -121,7 +121,7 @@ def test_release_layer_carries_configuration_and_probe(docker_engine, release_im
 
 def test_code_paths_are_slipways_layers_from_the_commit(docker_engine, release_image):
     """flows/ and data/ are not in the content image: each is one layer slipway wrote from the commit."""
-    from slipway.build.image import code_layers
+    from slipway.image.build import code_layers
     from slipway.project.git import read_git_facts
 
     root = release_image["root"]
@@ -190,8 +190,8 @@ def test_an_image_without_python_fails_the_probe_with_one_error_and_no_container
     a SlipwayError that says what the image needs, and the container is removed."""
     import io
 
-    from slipway.build.base import ensure_os_base
-    from slipway.build.probe import PROBE_LABEL, start_probe
+    from slipway.image.base import ensure_os_base
+    from slipway.image.probe import PROBE_LABEL, start_probe
 
     os_base = ensure_os_base(docker_engine, load_project(REPO_ROOT), Reporter(stream=io.StringIO()))
     with pytest.raises(SlipwayError) as failed:
@@ -208,7 +208,7 @@ def test_two_runs_of_one_commit_probe_the_same_candidate_without_removing_it_fro
     neither run's candidate is left in the engine."""
     import io
 
-    from slipway.build import image
+    from slipway.image import build as image
     from slipway.project.declarations import load_declarations
 
     project = load_project(release_image["root"])

@@ -20,13 +20,13 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
-from slipway.build import release_layer
-from slipway.build.image import CREATED_LABEL, REVISION_LABEL, SOURCE_LABEL, VERSION_LABEL
 from slipway.deploy.desired import DEFAULT_WORK_QUEUE, DesiredDeployment, ScheduleSpec
 from slipway.deploy.live import LiveDeployment, LivePool, LiveSchedule
 from slipway.deploy.plan import PlanRow, PoolPlan
 from slipway.deploy.write_concurrency import Writers
 from slipway.errors import SlipwayError
+from slipway.image import release_layer
+from slipway.image.build import CREATED_LABEL, REVISION_LABEL, SOURCE_LABEL, VERSION_LABEL
 
 
 def _digest(data: bytes) -> str:

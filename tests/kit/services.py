@@ -337,7 +337,7 @@ def start_prefect(engine: docker.DockerClient, name_prefix: str, database: str =
     """`prefect server start` in a container of the runtime base image, on SQLite (in the container) or on
     PostgreSQL (a second container). API only (no UI) and no scheduler: the flow runs the tests see are the
     ones they start. `env` adds or overrides server settings (PREFECT_SERVER_API_AUTH_STRING, ...)."""
-    from slipway.build.base import ensure_base
+    from slipway.image.base import ensure_base
 
     if database not in ("sqlite", "postgres"):
         raise ValueError(f"unknown database {database!r}")

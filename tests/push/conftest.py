@@ -17,7 +17,7 @@ import pytest
 import requests
 import yaml
 
-from slipway.build.image import REVISION_LABEL
+from slipway.image.build import REVISION_LABEL
 from slipway.output import Reporter
 from slipway.project.config import load_project
 from slipway.project.git import read_git_facts

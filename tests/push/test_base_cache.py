@@ -1,4 +1,4 @@
-"""The build cache in the environment's registry (build/cache.py: the runtime base and the content image),
+"""The build cache in the environment's registry (image/cache.py: the runtime base and the content image),
 against the real htpasswd test registry and the real engine: built and pushed once, pulled by a machine that
 lacks them (no build), read from the engine when present (no registry call), built locally with a warning
 when the cache cannot be reached. The base is a one-line Dockerfile.base on the kit's OS base, unique to
@@ -16,8 +16,8 @@ import docker
 import pytest
 import yaml
 
-from slipway.build.base import INPUTS_LABEL, cache_key, ensure_base, ensure_os_base
 from slipway.errors import SlipwayError
+from slipway.image.base import INPUTS_LABEL, cache_key, ensure_base, ensure_os_base
 from slipway.output import Reporter
 from slipway.project.config import load_project
 from slipway.target import open_target
@@ -107,7 +107,7 @@ def test_the_base_is_built_once_pushed_and_then_pulled_by_a_machine_without_it(b
 def test_a_fresh_machine_pulls_the_content_image_and_builds_nothing(base_repo, registry, docker_engine, monkeypatch):
     """The content image (built on the cached base) is cached too: a machine without it pulls it — its base
     layers come with it — so a code-only release on a fresh runner runs no build step at all."""
-    from slipway.build.image import build_content
+    from slipway.image.build import build_content
     from slipway.project.git import read_git_facts
 
     project = load_project(base_repo)
@@ -130,7 +130,7 @@ def test_a_fresh_machine_pulls_the_content_image_and_builds_nothing(base_repo, r
 
 
 def test_an_unreachable_cache_is_a_warning_and_the_images_are_built_here(base_repo, docker_engine):
-    from slipway.build.image import build_content
+    from slipway.image.build import build_content
     from slipway.project.git import read_git_facts
 
     project = load_project(base_repo)

@@ -23,7 +23,7 @@ import docker
 import pytest
 import yaml
 
-from slipway.build.image import REVISION_LABEL, VERSION_LABEL
+from slipway.image.build import REVISION_LABEL, VERSION_LABEL
 from slipway.project.config import load_project
 from slipway.project.git import read_git_facts
 from slipway.registry import MANIFEST_TYPES, registry_client

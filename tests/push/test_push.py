@@ -10,8 +10,8 @@ import sys
 import pytest
 import requests
 
-from slipway.build.image import REVISION_LABEL
 from slipway.errors import SlipwayError
+from slipway.image.build import REVISION_LABEL
 from slipway.registry import MANIFEST_TYPES, registry_client
 from tests.kit.repo import REPO_ROOT
 from tests.push.conftest import PASSWORD, USER, push_head, quiet_reporter

@@ -15,13 +15,13 @@ import pytest
 import yaml
 
 from slipway import pipeline
-from slipway.build.release_layer import ReleaseLayer
 from slipway.deploy.desired import DesiredDeployment
 from slipway.deploy.guard import LiveRelease, check_downgrade
 from slipway.deploy.live import LiveDeployment
 from slipway.deploy.plan import plan_deployment
 from slipway.deploy.prefect_api import PrefectSettings
 from slipway.errors import IncompleteRelease, SlipwayError
+from slipway.image.release_layer import ReleaseLayer
 from slipway.output import Reporter
 from slipway.project.config import load_project
 from slipway.registry.push import plan_push
@@ -139,7 +139,7 @@ FLOWS = {"flows/hello.py:hello": "hello", "flows/numbers.py:numbers": "numbers"}
 
 
 def probe_for(deployments: list[dict]) -> list[dict]:
-    """What the build-time probe records for these declarations (as build/probe.py writes it)."""
+    """What the build-time probe records for these declarations (as image/probe.py writes it)."""
     return [{"entrypoint": d["entrypoint"], "flow_name": FLOWS[d["entrypoint"]],
              "parameter_schema": {"type": "object", "properties": {"n": {"type": "integer"}}},
              "parameter_checks": [""]} for d in deployments]

@@ -1,4 +1,4 @@
-"""The probe's script (build/probe.py), run here with this venv's Python instead of inside an image, the way
+"""The probe's script (image/probe.py), run here with this venv's Python instead of inside an image, the way
 the container runs it (its bootstrap command, the script then the requests on stdin): each distinct entry
 point is imported once however many deployments declare it, each result still answers its own request, in
 order, and an import error is reported for every deployment of that entry point. The requests may come long
@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 
-from slipway.build.probe import PROBE_BOOTSTRAP, PROBE_MARKER, requests_line, script_line
+from slipway.image.probe import PROBE_BOOTSTRAP, PROBE_MARKER, requests_line, script_line
 
 FLOW = '''
 import pathlib

@@ -17,11 +17,11 @@ import pytest
 import yaml
 
 from slipway import pipeline
-from slipway.build.release_layer import ReleaseLayer
 from slipway.deploy.history import history_key
 from slipway.deploy.ownership import PAUSE_TAG, commit_url
 from slipway.deploy.prefect_api import PrefectSettings
 from slipway.errors import SlipwayError
+from slipway.image.release_layer import ReleaseLayer
 from slipway.output import Reporter
 from slipway.project.config import load_project
 from slipway.project.declarations import parse_declarations

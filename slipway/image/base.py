@@ -4,7 +4,7 @@ OS base resolution, in order: BASE_IMAGE present locally; BASE_IMAGE pulled; the
 (`make base-os`, the air-gapped path) present locally; bootstrapping it now with debootstrap.
 
 With an environment (`release --env`, `image --env`, `base --env`), the base goes through that environment's
-build cache (build/cache.py) as `base-<hash>` of the inputs that need no engine (Dockerfile.base, the runtime
+build cache (image/cache.py) as `base-<hash>` of the inputs that need no engine (Dockerfile.base, the runtime
 lock, BASE_IMAGE's name): the machine that builds it pushes it, a machine without it (a fresh CI runner)
 pulls it instead of rebuilding it (~70 s and a PyPI download). The OS base's image ID, part of the local
 tag's hash, is not part of the cache's: the first base pushed for these inputs is the team's, and a machine
@@ -17,9 +17,9 @@ import subprocess
 
 import docker
 
-from slipway.build.cache import BuildCache
-from slipway.build.engine import BuildFailed, image_exists, stream_build
 from slipway.errors import SlipwayError
+from slipway.image.cache import BuildCache
+from slipway.image.engine import BuildFailed, image_exists, stream_build
 from slipway.output import Reporter
 from slipway.project.config import Project
 
@@ -96,7 +96,7 @@ def cache_tag(project: Project) -> str:
 def ensure_base(client: docker.DockerClient, project: Project, reporter: Reporter,
                 cache: BuildCache | None = None) -> str:
     """Return the runtime base image to build on. Without `cache`: `slipway-base:<hash>`, built only when
-    its inputs changed. With `cache` (the environment's build cache, build/cache.py): the cached base,
+    its inputs changed. With `cache` (the environment's build cache, image/cache.py): the cached base,
     `<registry>/<cache repository>:base-<inputs>`, pulled when the engine lacks it, else built and pushed."""
     if cache is None:
         return build_base(client, project, reporter)

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import docker
 
-from slipway.build.engine import pull
 from slipway.errors import SlipwayError
+from slipway.image.engine import pull
 from slipway.output import Reporter
 from slipway.registry.client import RegistryClient
 

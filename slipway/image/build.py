@@ -4,9 +4,9 @@ An image is two parts, each addressed by its inputs:
 1. the **content image**: what images/flow/Dockerfile builds on the runtime base (the custom-modules
    package, the parsed dbt project: whatever a team puts there), built by the engine only when a hash of
    its inputs changes (`<name>:content-<hash>`);
-2. slipway's own **layers** on top, written from the commit (build/layers.py), byte for byte the same every
+2. slipway's own **layers** on top, written from the commit (image/layers.py), byte for byte the same every
    time: one per code path of slipway.yaml `image.code` (default `flows` and `data`), then the release layer
-   (build/release_layer.py: the commit's configuration and what the entry-point probe found).
+   (image/release_layer.py: the commit's configuration and what the entry-point probe found).
 
 The steps the pipeline calls in order: `build_content`, `code_layers`, `probe_code` (every entry point
 imported inside content + code: the exact image the flows will run in; `start_code_probe` and
@@ -27,16 +27,16 @@ from typing import Any
 
 import docker
 
-from slipway.build import release_layer
-from slipway.build.assemble import AssembledImage, assemble, load_archive
-from slipway.build.base import cache_tag as base_cache_tag
-from slipway.build.base import ensure_base
-from slipway.build.cache import BuildCache
-from slipway.build.engine import BuildFailed, image_exists, stream_build
-from slipway.build.layers import FileEntry, Layer, files_from_commit, files_from_tree, write_layer
-from slipway.build.probe import PROBE_LABEL, PROBE_PURPOSE, RunningProbe, probe_requests, start_probe
-from slipway.build.release_layer import ReleaseLayer
 from slipway.errors import SlipwayError
+from slipway.image import release_layer
+from slipway.image.assemble import AssembledImage, assemble, load_archive
+from slipway.image.base import cache_tag as base_cache_tag
+from slipway.image.base import ensure_base
+from slipway.image.cache import BuildCache
+from slipway.image.engine import BuildFailed, image_exists, stream_build
+from slipway.image.layers import FileEntry, Layer, files_from_commit, files_from_tree, write_layer
+from slipway.image.probe import PROBE_LABEL, PROBE_PURPOSE, RunningProbe, probe_requests, start_probe
+from slipway.image.release_layer import ReleaseLayer
 from slipway.output import Reporter
 from slipway.project.config import Project
 from slipway.project.declarations import Declarations
@@ -156,7 +156,7 @@ def _context_tar(project: Project, files: list[str]) -> io.BytesIO:
 def build_content(engine: docker.DockerClient, project: Project, facts: GitFacts, reporter: Reporter,
                   nocache: bool = False, cache: BuildCache | None = None) -> ContentImage:
     """The content image for these inputs: the engine's when it has it, else built (the runtime base first,
-    when its inputs changed). With `cache` (the environment's build cache, build/cache.py) a missing content
+    when its inputs changed). With `cache` (the environment's build cache, image/cache.py) a missing content
     image is pulled from it when it holds one for these inputs — the base comes with it — and one built here
     is pushed there."""
     # With a cache the base's reference is known without the engine, so the content image is looked for first.
@@ -235,7 +235,7 @@ def load(engine: docker.DockerClient, image: AssembledImage, repo_tags: list[str
 @dataclass
 class CodeProbe:
     """The entry-point probe running in content + code layers (a candidate image loaded for it): started as
-    soon as both are known, asked once the declarations are (build/probe.py says why)."""
+    soon as both are known, asked once the declarations are (image/probe.py says why)."""
 
     engine: docker.DockerClient
     content: ContentImage

@@ -5,7 +5,7 @@ Prefect's `load_flow_from_entrypoint` and reports, per declared deployment, the 
 schema, and whether the declared parameters pass `flow.validate_parameters` (each distinct parameter set of a
 flow checked once). The image is the truth: a flow that imports on a laptop but
 misses a package in the image is found here. The build runs it once and records the result in the release
-layer (build/release_layer.py); deploy, plan and rollback read that instead of importing the flows again.
+layer (image/release_layer.py); deploy, plan and rollback read that instead of importing the flows again.
 
 The container is started before its questions are known (`start_probe`): importing Prefect is most of its
 time (≈ 1.3 s here), and the host needs as long to read deployments.yaml, whose schedules Prefect's own

@@ -1,5 +1,5 @@
 """An image assembled by slipway: the content image (built by the engine) plus layers slipway wrote itself
-(build/layers.py), as an image config, a registry manifest, and an archive the engine loads.
+(image/layers.py), as an image config, a registry manifest, and an archive the engine loads.
 
 The config is written here from the content image's own settings (what the engine reports for it: same
 image, same settings) and the commit: the layers' diff_ids appended, the commit's labels, the commit's time
@@ -19,7 +19,7 @@ import tarfile
 from dataclasses import dataclass
 from typing import Any
 
-from slipway.build.layers import Layer
+from slipway.image.layers import Layer
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"

@@ -4,7 +4,7 @@ It holds two files under `<app_dir>/.slipway/` (app_dir: slipway.yaml `image.app
 - release-config.json: this commit's slipway.yaml and deployments.yaml, as canonical JSON. Its SHA-256 is
   also an image label, so a reader can tell the layer was not altered and which configuration built it.
 - flows.json: what the entry-point probe found when the image was built — each deployment's flow name,
-  parameter schema and parameter checks (build/probe.py runs the probe once, inside the image).
+  parameter schema and parameter checks (image/probe.py runs the probe once, inside the image).
 
 `deploy` and `plan` read this layer from the local image (or from the registry) instead of importing the
 flows again; a rollback reads the one blob from the registry instead of pulling the image.
@@ -33,7 +33,7 @@ class ReleaseLayer:
     """What a release carries about itself: its configuration files and what the probe found in its image."""
 
     files: dict[str, str]  # {"slipway.yaml": text, "<deployments file>": text}
-    probe: list[dict[str, Any]]  # one result per declared deployment, in order (build/probe.py)
+    probe: list[dict[str, Any]]  # one result per declared deployment, in order (image/probe.py)
 
     @property
     def config_hash(self) -> str:
