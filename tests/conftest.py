@@ -68,6 +68,15 @@ def prefect_server(request, docker_engine):
 
 
 @pytest.fixture(scope="session")
+def installed_slipway(tmp_path_factory):
+    """slipway as users get it: this working tree's wheel in a venv of its own (tests/kit/wheel.py)."""
+    from tests.kit.wheel import build_wheel, install
+
+    where = tmp_path_factory.mktemp("wheel")
+    return install(build_wheel(where / "dist"), where / "venv")
+
+
+@pytest.fixture(scope="session")
 def snapshot(tmp_path_factory) -> Path:
     """A clean, committed copy of the working tree: the repository the release tests build and release."""
     return snapshot_repo(tmp_path_factory.mktemp("snapshot") / "repo")

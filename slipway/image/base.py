@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+from pathlib import Path
 
 import docker
 
@@ -25,7 +26,8 @@ from slipway.project.config import Project
 
 BASE_REPOSITORY = "slipway-base"
 RUNTIME_LOCK = "requirements/runtime.txt"
-BOOTSTRAP_SCRIPT = "scripts/bootstrap-base-os.sh"
+# Shipped inside the package (not the repository): a team's repository has no copy of it.
+BOOTSTRAP_SCRIPT = Path(__file__).with_name("bootstrap-base-os.sh")
 INPUTS_LABEL = "io.slipway.base.inputs"  # the cache key, on every base built (and so on every one pulled)
 
 
@@ -55,8 +57,7 @@ def ensure_os_base(client: docker.DockerClient, project: Project, reporter: Repo
 
 
 def bootstrap_os_base(project: Project, name: str) -> None:
-    script = project.root / BOOTSTRAP_SCRIPT
-    proc = subprocess.run(["bash", str(script), name], capture_output=True, text=True)
+    proc = subprocess.run(["bash", str(BOOTSTRAP_SCRIPT), name], capture_output=True, text=True)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
         raise SlipwayError(

@@ -30,17 +30,17 @@ import docker
 from slipway.errors import SlipwayError
 from slipway.image import release_layer
 from slipway.image.assemble import AssembledImage, assemble, load_archive
+from slipway.image.base import RUNTIME_LOCK, ensure_base
 from slipway.image.base import cache_tag as base_cache_tag
-from slipway.image.base import ensure_base
 from slipway.image.cache import BuildCache
 from slipway.image.engine import BuildFailed, image_exists, stream_build
 from slipway.image.layers import FileEntry, Layer, files_from_commit, files_from_tree, write_layer
 from slipway.image.probe import PROBE_LABEL, PROBE_PURPOSE, RunningProbe, probe_requests, start_probe
 from slipway.image.release_layer import ReleaseLayer
 from slipway.output import Reporter
-from slipway.project.config import Project
+from slipway.project.config import CONFIG_FILE, Project
 from slipway.project.declarations import Declarations
-from slipway.project.git import GitFacts
+from slipway.project.git import GitFacts, refuse_ignored
 
 REVISION_LABEL = "org.opencontainers.image.revision"
 CREATED_LABEL = "org.opencontainers.image.created"
@@ -79,14 +79,15 @@ class BuiltImage:
         return f"{self.name}:{self.tags[0]}"
 
 
-def commit_labels(facts: GitFacts, config_hash: str) -> dict[str, str]:
-    """The labels an image gets from its commit (never from the build): see the module docstring."""
+def commit_labels(facts: GitFacts, layer: ReleaseLayer) -> dict[str, str]:
+    """The labels an image gets from its commit and its release layer (never from the build): see the
+    module docstring."""
     return {
         REVISION_LABEL: facts.sha,
         SOURCE_LABEL: facts.source,
         VERSION_LABEL: facts.version,
         CREATED_LABEL: facts.commit_time,
-        release_layer.HASH_LABEL: config_hash,
+        **release_layer.labels(layer),
     }
 
 
@@ -120,6 +121,27 @@ def content_files(project: Project) -> list[str]:
     dockerfile = str(project.resolve(config.dockerfile).relative_to(context))
     found = exclude_paths(str(context), patterns, dockerfile=dockerfile)
     return sorted(p for p in found if (context / p).is_file())
+
+
+def refuse_ignored_inputs(project: Project, files: list[str]) -> None:
+    """The files read from the working tree to build the release (the content image's Dockerfile and build
+    context, the base's Dockerfile and lock, the two configuration files) must be in Git: an ignored one
+    (GitHub's Python template ignores build/, lib/, env/, ...) would make another clone's image differ."""
+    context = project.resolve(project.config.image.context)
+    needed = {str((context / name).relative_to(project.root)): "in the content image's build context"
+              for name in files if (context / name).is_relative_to(project.root)}
+    needed.update({project.config.image.dockerfile: "the content image's Dockerfile",
+                   project.config.base.dockerfile: "the base image's Dockerfile",
+                   RUNTIME_LOCK: "the runtime lock", CONFIG_FILE: "slipway's configuration",
+                   project.config.deployments: "the deployments"})
+    refuse_ignored(project.root, needed)
+
+
+def refuse_ignored_entry_points(project: Project, declarations: Declarations) -> None:
+    """Every entry point's file must be in Git: code layers are written from the commit, so an ignored flow
+    file would be missing from the image (the probe would only say it cannot import it)."""
+    refuse_ignored(project.root, {decl.entrypoint.rpartition(":")[0]: f"the entry point of '{decl.name}'"
+                                  for decl in declarations.deployments})
 
 
 def content_inputs(project: Project, base: str, files: list[str]) -> str:
@@ -163,6 +185,7 @@ def build_content(engine: docker.DockerClient, project: Project, facts: GitFacts
     base = cache.reference(base_cache_tag(project)) if cache is not None else ensure_base(engine, project, reporter)
     config = project.config.image
     files = content_files(project)
+    refuse_ignored_inputs(project, files)
     inputs = content_inputs(project, base, files)
     tag = f"{config.name}:content-{inputs[:16]}"
     if image_exists(engine, tag) and not nocache:
@@ -306,7 +329,7 @@ def assemble_release(project: Project, content: ContentImage, code: list[Layer],
     """HEAD's image as bytes, not yet in the engine (`load_release`): its ID is known already."""
     config = project.config.image
     release = release_layer_of(layer, config.app_dir, commit_epoch(facts))
-    image = assemble(content.info, [*code, release], commit_labels(facts, layer.config_hash), facts.commit_time)
+    image = assemble(content.info, [*code, release], commit_labels(facts, layer), facts.commit_time)
     return BuiltImage(config.name, facts.image_tags(), facts.sha, image.image_id, layer, content, image)
 
 
@@ -354,7 +377,7 @@ def reassemble(engine: docker.DockerClient, project: Project, facts: GitFacts, l
         return None
     code = code_layers(project, facts)
     release = release_layer_of(layer, config.app_dir, commit_epoch(facts))
-    image = assemble(content.info, [*code, release], commit_labels(facts, layer.config_hash), facts.commit_time)
+    image = assemble(content.info, [*code, release], commit_labels(facts, layer), facts.commit_time)
     if image.image_id != local.id:
         return None
     return BuiltImage(config.name, facts.image_tags(), facts.sha, image.image_id, layer, content, image)

@@ -200,6 +200,10 @@ class BaseConfig(_Strict):
 
 
 class ProjectConfig(_Strict):
+    # The slipway versions this project needs (`slipway: ">=0.4,<0.5"`, PEP 440), checked against the running
+    # slipway by load_project before anything else is read. A release's own copy, read back for a rollback,
+    # is not checked: an upgraded slipway must still roll back to what an older one released.
+    slipway: str | None = None
     image: ImageConfig
     base: BaseConfig = BaseConfig()
     deployments: str = "deployments.yaml"
@@ -285,7 +289,26 @@ def load_project(root: Path | str = ".") -> Project:
     root = Path(root).resolve()
     path = root / CONFIG_FILE
     data = load_yaml(path)
+    if isinstance(data, dict) and "slipway" in data:  # first: a newer slipway.yaml may have keys this one lacks
+        require_slipway_version(data["slipway"])
     return Project(root, parse_config(data), path)
+
+
+def require_slipway_version(wanted: Any) -> None:
+    """One error unless the running slipway is in the range `wanted` (slipway.yaml's `slipway:` key)."""
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    from slipway import __version__
+
+    try:
+        spec = SpecifierSet(str(wanted))
+    except InvalidSpecifier as exc:
+        raise SlipwayError(f"{CONFIG_FILE}: slipway: '{wanted}' is not a version range",
+                           'write it as a PEP 440 range, e.g. slipway: ">=0.4,<0.5"') from exc
+    if not spec.contains(__version__, prereleases=True):
+        raise SlipwayError(f"{CONFIG_FILE} needs slipway {spec}, and this is slipway {__version__}",
+                           f"install a slipway in that range (uv tool install 'slipway{spec}', or pip install) "
+                           "and run it again; nothing was changed")
 
 
 def parse_config(data: Any, where: str = CONFIG_FILE) -> ProjectConfig:

@@ -99,3 +99,37 @@ def is_ancestor(root: Path, older: str, newer: str) -> bool | None:
     proc = subprocess.run(["git", "merge-base", "--is-ancestor", older, newer], cwd=root, capture_output=True)
     return proc.returncode == 0
 
+
+
+def ignore_rules(root: Path, paths: list[str]) -> dict[str, str]:
+    """The paths (relative to `root`) that Git ignores and does not track, each with the rule that hides it
+    (`.gitignore:3:build/`), from `git check-ignore -v`. A tracked file is never reported: Git keeps it
+    whatever the rules say. Such a file exists here but not in another clone of the commit."""
+    if not paths:
+        return {}
+    try:
+        proc = subprocess.run(["git", "check-ignore", "--verbose", "--stdin", "-z"], cwd=root,
+                              input="\0".join(paths) + "\0", capture_output=True, text=True, check=False)
+    except FileNotFoundError as exc:
+        raise SlipwayError("git is not installed", "install git and retry") from exc
+    if proc.returncode not in (0, 1):  # 1: none is ignored
+        raise SlipwayError(f"git check-ignore failed in {root}: {proc.stderr.strip()}",
+                           "check the clone with `git status` and retry")
+    fields = proc.stdout.split("\0")
+    # -z --verbose: <source> NUL <line> NUL <pattern> NUL <path> NUL, per ignored path
+    return {fields[i + 3]: f"{fields[i]}:{fields[i + 1]}:{fields[i + 2]}"
+            for i in range(0, len(fields) - 3, 4) if fields[i]}
+
+
+def refuse_ignored(root: Path, needed: dict[str, str]) -> None:
+    """One error naming the first file the release needs (`needed`: path -> what it is) that Git ignores,
+    and the rule that hides it: a release built here from it could not be built from a clone."""
+    hidden = ignore_rules(root, sorted(needed))
+    if hidden:
+        path = min(hidden)
+        more = f" (and {len(hidden) - 1} more)" if len(hidden) > 1 else ""
+        raise SlipwayError(
+            f"{path} ({needed[path]}) is ignored by Git ({hidden[path]}){more}, so a clone of this commit would "
+            "not have it",
+            f"track it (`git add -f {path}`) or narrow that rule, and commit; `git check-ignore -v {path}` "
+            "shows the rule")

@@ -55,7 +55,7 @@ class FakeRegistry:
         layer = layer or release_layer.ReleaseLayer(files, [])
         config_labels = {REVISION_LABEL: sha, CREATED_LABEL: created, VERSION_LABEL: version or sha[:12],
                          SOURCE_LABEL: "https://example.invalid/repo.git",
-                         release_layer.HASH_LABEL: layer.config_hash, **(labels or {})}
+                         **release_layer.labels(layer), **(labels or {})}
         config = json.dumps({"config": {"Labels": config_labels}}).encode()
         blob = _tar({f"opt/prefect/.slipway/{n}": d for n, d in release_layer.layer_files(layer).items()})
         self.blobs[_digest(config)] = config

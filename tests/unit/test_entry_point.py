@@ -43,7 +43,7 @@ def test_with_the_project_venv_it_runs_there_with_the_same_arguments(tmp_path):
     (root / ".venv").symlink_to(Path(sys.prefix))  # this test run's virtualenv, which has the dependencies
     done = bare_python(str(root / "build.py"), "deploy", "--help", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("usage: build.py deploy ")
+    assert done.stdout.startswith("usage: python build.py deploy ")
     usage_error = bare_python(str(root / "build.py"), "deploy", "--no-such-option", cwd=tmp_path)
     assert usage_error.returncode == 2 and usage_error.stderr.startswith("error: unrecognized arguments")
 

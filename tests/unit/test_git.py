@@ -107,3 +107,28 @@ def test_cli_refuses_a_dirty_tree_with_one_line(repo, tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert "uncommitted or untracked changes" in lines[0] and "--allow-dirty" in lines[0]
+
+
+def test_a_file_the_release_needs_that_git_ignores_is_named_with_its_rule(repo):
+    """GitHub's Python .gitignore has `build/` and `lib/`: a flow under either exists on this machine only.
+    The check names the file and the rule; a tracked file is kept whatever the rules say."""
+    from slipway.project.git import ignore_rules, refuse_ignored
+    from tests.kit.files import PYTHON_GITIGNORE
+
+    (repo / ".gitignore").write_text(PYTHON_GITIGNORE.read_text())
+    for path in ("pipelines/build/flow.py", "lib/helpers.py", "pipelines/ok.py"):
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo / path).write_text("x = 1\n")
+    git(repo, "add", ".gitignore", "pipelines/ok.py")
+    git(repo, "add", "-f", "lib/helpers.py")  # tracked in spite of `lib/`
+    git(repo, "commit", "-q", "-m", "flows")
+    rules = ignore_rules(repo, ["pipelines/build/flow.py", "lib/helpers.py", "pipelines/ok.py", "missing.py"])
+    assert set(rules) == {"pipelines/build/flow.py"}
+    assert rules["pipelines/build/flow.py"].startswith(".gitignore:") and rules["pipelines/build/flow.py"].endswith(":build/")
+    assert read_git_facts(repo).dirty is False  # what the dirty check cannot see
+    with pytest.raises(SlipwayError) as told:
+        refuse_ignored(repo, {"pipelines/build/flow.py": "the entry point of 'etl'", "pipelines/ok.py": "x"})
+    line = told.value.line()
+    assert line.startswith("pipelines/build/flow.py (the entry point of 'etl') is ignored by Git (.gitignore:")
+    assert "git add -f pipelines/build/flow.py" in line and "\n" not in line
+    refuse_ignored(repo, {"pipelines/ok.py": "x", "lib/helpers.py": "y"})  # nothing hidden: no error
