@@ -13,7 +13,7 @@ from tests.deploy.conftest import prefect_state
 from tests.kit.files import PYTHON_GITIGNORE
 from tests.kit.repo import change_a_flow, git, snapshot_repo
 
-NAMES = ["extract-load/jaffle-shop", "dbt-build/jaffle-shop", "elt/daily", "elt/on-demand", "elt/weekly"]
+NAMES = ["extract-load/jaffle-shop", "dbt-build/jaffle-shop", "elt/daily", "elt/on-demand"]  # deployments.yaml
 
 
 def test_the_wheel_is_the_tool_only_and_its_command_says_its_version(installed_slipway, tmp_path):
