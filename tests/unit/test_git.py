@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from slipway.errors import SlipwayError
-from slipway.project.git import docker_tag_for, is_ancestor, read_git_facts
+from slipway.project.git import docker_tag_for, is_ancestor, read_git_facts, repository_url
 from tests.kit.repo import git
 
 
@@ -107,3 +107,25 @@ def test_cli_refuses_a_dirty_tree_with_one_line(repo, tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert "uncommitted or untracked changes" in lines[0] and "--allow-dirty" in lines[0]
+
+
+@pytest.mark.parametrize(("remote", "source"), [
+    ("git@github.com:team/app.git", "https://github.com/team/app"),
+    ("ssh://git@gitlab.example.com:2222/g/app.git", "https://gitlab.example.com/g/app"),
+    ("git://git.example.org/app.git", "https://git.example.org/app"),
+    ("https://x-access-token:s3cret@github.com/team/app.git", "https://github.com/team/app"),
+    ("http://git.internal:8080/team/app", "http://git.internal:8080/team/app"),
+    ("git@ssh.dev.azure.com:v3/org/proj/app", "https://dev.azure.com/org/proj/_git/app"),
+])
+def test_the_source_is_the_origin_remotes_web_address(repo, remote, source):
+    git(repo, "remote", "add", "origin", remote)
+    assert read_git_facts(repo).source == source
+    assert repository_url(source) == source  # already an address: unchanged
+
+
+@pytest.mark.parametrize("remote", [None, "/srv/git/app.git", "file:///srv/git/app.git", "../app"])
+def test_a_local_origin_or_none_gives_no_source(repo, tmp_path, remote):
+    """A path names the building machine's disk, not the repository: no source (and no image label)."""
+    if remote is not None:
+        git(repo, "remote", "add", "origin", remote)
+    assert read_git_facts(repo).source is None
