@@ -167,7 +167,7 @@ def publish(ws: Workspace, target: Target, local, built: BuiltImage | None) -> P
     tags = ws.commit.image_tags()
     if built is not None and built.content is not None and built.assembled is not None:
         cache = target.build_cache()
-        cached_tag = f"content-{built.content.inputs[:16]}"
+        cached_tag = built.content.cache_tag
         held = cache.holds(cached_tag, ws.reporter)  # None: unreadable (warned)
         if held is False:  # built here without the cache (a plain `make image`): cached now, once
             cache.push(ws.engine, built.content.tag, cached_tag, "content image", ws.reporter)

@@ -20,13 +20,12 @@ sent too, carrying the same facts as the commit labels.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from slipway.errors import SlipwayError
-from slipway.project.git import DIRTY_SUFFIX, GitFacts
+from slipway.project.git import DIRTY_SUFFIX, GitFacts, repository_url
 
 LABEL_PREFIX = "slipway."
 PROJECT_LABEL = "slipway.project"
@@ -42,7 +41,6 @@ PAUSED_BY_HAND = "hand"
 DEFAULT_VERSION_TYPE = "vcs:git"
 SIMPLE_VERSION_TYPE = "prefect:simple"  # Prefect sends no version_info for it; neither does slipway
 
-_SCP_LIKE = re.compile(r"^(?:[\w.-]+@)?(?P<host>[\w.-]+):(?P<path>(?!//).+)$")  # git@github.com:org/repo.git
 
 
 @dataclass(frozen=True)
@@ -62,27 +60,6 @@ class Owner:
 def slipway_labels(labels: dict[str, Any] | None) -> dict[str, str]:
     """The labels slipway set (Prefect adds its own, `prefect.flow.id`, which slipway neither sets nor compares)."""
     return {k: str(v) for k, v in (labels or {}).items() if k.startswith(LABEL_PREFIX)}
-
-
-def repository_url(source: str) -> str | None:
-    """The repository's web address, from the origin remote's URL (`git@host:org/repo.git`, `https://...`);
-    None for a local path. Credentials in an https remote (`https://user:token@host/...`) are dropped."""
-    source = (source or "").strip()
-    match = _SCP_LIKE.match(source)
-    if match and "://" not in source:
-        host, path = match["host"], match["path"]
-    else:
-        parts = urlsplit(source)
-        if parts.scheme not in ("http", "https", "ssh", "git") or not parts.hostname:
-            return None
-        host, path = parts.hostname, parts.path
-    path = path.strip("/").removesuffix(".git")
-    if not path:
-        return None
-    if host == "ssh.dev.azure.com" and path.startswith("v3/"):  # git@ssh.dev.azure.com:v3/org/project/repo
-        org, project, repo = (path.split("/") + ["", "", "", ""])[1:4]
-        return f"https://dev.azure.com/{org}/{project}/_git/{repo}"
-    return urlunsplit(("https", host, "/" + path, "", ""))
 
 
 def commit_url(source: str, sha: str) -> str | None:

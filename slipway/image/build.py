@@ -3,10 +3,15 @@
 An image is two parts, each addressed by its inputs:
 1. the **content image**: what images/flow/Dockerfile builds on the runtime base (the custom-modules
    package, the parsed dbt project: whatever a team puts there), built by the engine only when a hash of
-   its inputs changes (`<name>:content-<hash>`);
-2. slipway's own **layers** on top, written from the commit (image/layers.py), byte for byte the same every
-   time: one per code path of slipway.yaml `image.code` (default `flows` and `data`), then the release layer
-   (image/release_layer.py: the commit's configuration and what the entry-point probe found).
+   its inputs changes (`<name>:content-<hash>`). The inputs are content only — the base by its own inputs'
+   hash (image/base.py `cache_key`), never by the name or registry it is stored under — so every command
+   (`image` with or without an environment, `release`, another clone pulling from the build cache) finds
+   the same content image for one commit;
+2. slipway's own **layers** on top, written from the commit (image/layers.py), byte for byte the same for
+   the same files (a fixed time on every entry, not the commit's): one per code path of slipway.yaml
+   `image.code` (default `flows` and `data`), so an unchanged path keeps its layer digest from release to
+   release, then the release layer (image/release_layer.py: the commit's configuration and what the
+   entry-point probe found).
 
 The steps the pipeline calls in order: `build_content`, `code_layers`, `probe_code` (every entry point
 imported inside content + code: the exact image the flows will run in; `start_code_probe` and
@@ -17,7 +22,6 @@ describe the commit, not the build, so the same commit gives the same image ID.
 """
 from __future__ import annotations
 
-import datetime
 import hashlib
 import io
 import tarfile
@@ -31,6 +35,7 @@ from slipway.errors import SlipwayError
 from slipway.image import release_layer
 from slipway.image.assemble import AssembledImage, assemble, load_archive
 from slipway.image.base import RUNTIME_LOCK, ensure_base
+from slipway.image.base import cache_key as base_inputs
 from slipway.image.base import cache_tag as base_cache_tag
 from slipway.image.cache import BuildCache
 from slipway.image.engine import BuildFailed, image_exists, stream_build
@@ -51,6 +56,11 @@ CANDIDATE_REPOSITORY = "slipway-probe"  # content + code loaded for the probe, o
 DOCKERIGNORE = ".dockerignore"
 
 
+def content_cache_tag(inputs: str) -> str:
+    """The content image's tag, locally (`<name>:<this>`) and in the build cache: its inputs' hash."""
+    return f"content-{inputs[:16]}"
+
+
 @dataclass(frozen=True)
 class ContentImage:
     tag: str  # `<name>:content-<hash>`
@@ -60,6 +70,10 @@ class ContentImage:
     @property
     def image_id(self) -> str:
         return self.info["Id"]
+
+    @property
+    def cache_tag(self) -> str:
+        return content_cache_tag(self.inputs)
 
 
 @dataclass(frozen=True)
@@ -82,13 +96,15 @@ class BuiltImage:
 def commit_labels(facts: GitFacts, layer: ReleaseLayer) -> dict[str, str]:
     """The labels an image gets from its commit and its release layer (never from the build): see the
     module docstring."""
-    return {
+    labels = {
         REVISION_LABEL: facts.sha,
-        SOURCE_LABEL: facts.source,
         VERSION_LABEL: facts.version,
         CREATED_LABEL: facts.commit_time,
         **release_layer.labels(layer),
     }
+    if facts.source:  # a URL, or no label (a local `origin` path is no address, and differs per machine)
+        labels[SOURCE_LABEL] = facts.source
+    return labels
 
 
 def refuse_dirty(facts: GitFacts, allow_dirty: bool) -> None:
@@ -144,13 +160,17 @@ def refuse_ignored_entry_points(project: Project, declarations: Declarations) ->
                                   for decl in declarations.deployments})
 
 
-def content_inputs(project: Project, base: str, files: list[str]) -> str:
+def content_inputs(project: Project, files: list[str]) -> str:
     """The hash that addresses the content image: its Dockerfile, the context files (names, modes and
-    bytes, not times), the base image and the app directory."""
+    bytes, not times), the base by its own inputs' hash (Dockerfile.base, the runtime lock, BASE_IMAGE:
+    what image/base.py tags it by in the build cache) and the app directory. Never a registry, a repository
+    or a local tag: built without an environment, with one, or pulled from another's cache, one commit's
+    content image has one address."""
     config = project.config.image
     context = project.resolve(config.context)
     digest = hashlib.sha256()
-    for part in (config.dockerfile, project.resolve(config.dockerfile).read_bytes(), base, config.app_dir):
+    for part in (config.dockerfile, project.resolve(config.dockerfile).read_bytes(),
+                 "base-inputs:" + base_inputs(project), config.app_dir):
         digest.update((part if isinstance(part, bytes) else part.encode()) + b"\0")
     for name in files:
         path = context / name
@@ -180,27 +200,27 @@ def build_content(engine: docker.DockerClient, project: Project, facts: GitFacts
     """The content image for these inputs: the engine's when it has it, else built (the runtime base first,
     when its inputs changed). With `cache` (the environment's build cache, image/cache.py) a missing content
     image is pulled from it when it holds one for these inputs — the base comes with it — and one built here
-    is pushed there."""
-    # With a cache the base's reference is known without the engine, so the content image is looked for first.
-    base = cache.reference(base_cache_tag(project)) if cache is not None else ensure_base(engine, project, reporter)
+    is pushed there. The inputs need neither the engine nor the base, so the content image is looked for
+    (here, then in the cache) before the base is."""
     config = project.config.image
     files = content_files(project)
     refuse_ignored_inputs(project, files)
-    inputs = content_inputs(project, base, files)
-    tag = f"{config.name}:content-{inputs[:16]}"
+    inputs = content_inputs(project, files)
+    cached = content_cache_tag(inputs)
+    tag = f"{config.name}:{cached}"
     if image_exists(engine, tag) and not nocache:
         reporter.step(f"content image {tag} is up to date (no build)")
         return ContentImage(tag, inputs, engine.api.inspect_image(tag))
-    cached = f"content-{inputs[:16]}"
     if cache is not None and not nocache:
         held = cache.holds(cached, reporter)
         if held is None:  # unreadable (warned): build as a machine without an environment does
             return build_content(engine, project, facts, reporter)
         if held and cache.pull(engine, cached, "content image", reporter):
-            engine.images.get(cache.reference(cached)).tag(config.name, tag.split(":", 1)[1])
+            engine.images.get(cache.reference(cached)).tag(config.name, cached)
             return ContentImage(tag, inputs, engine.api.inspect_image(tag))
-    if cache is not None and ensure_base(engine, project, reporter, cache) != base:  # pulled, or built and pushed
-        return build_content(engine, project, facts, reporter, nocache)  # the cache went away meanwhile (warned)
+    base = ensure_base(engine, project, reporter, cache)  # with a cache: pulled, or built and pushed
+    if cache is not None and base != cache.reference(base_cache_tag(project)):
+        cache = None  # the cache went away meanwhile (warned): nothing is pushed to it
     reporter.step(f"building the content image {tag} ({config.dockerfile})")
     with reporter.group(f"docker build {config.dockerfile}"):
         stream = engine.api.build(
@@ -223,24 +243,16 @@ def build_content(engine: docker.DockerClient, project: Project, facts: GitFacts
 
 def code_layers(project: Project, facts: GitFacts) -> list[Layer]:
     """One layer per code path, written from the commit's Git objects (from the working tree for a -dirty
-    build), under the image's app directory."""
+    build), under the image's app directory: each depends on that path's files only (image/layers.py)."""
     config = project.config.image
     prefix = config.app_dir.lstrip("/")
-    mtime = commit_epoch(facts)
     layers = []
     for path in config.code:
         path = path.strip("/")
         entries = (files_from_tree(facts.root, [path], prefix) if facts.dirty
                    else files_from_commit(facts.root, facts.sha, [path], prefix))
-        layers.append(write_layer(entries, mtime, path, under=prefix))
+        layers.append(write_layer(entries, path, under=prefix))
     return layers
-
-
-def commit_epoch(facts: GitFacts) -> int:
-    try:
-        return int(datetime.datetime.fromisoformat(facts.commit_time).timestamp())
-    except ValueError:
-        return 0
 
 
 def load(engine: docker.DockerClient, image: AssembledImage, repo_tags: list[str]) -> str:
@@ -328,7 +340,7 @@ def assemble_release(project: Project, content: ContentImage, code: list[Layer],
                      facts: GitFacts) -> BuiltImage:
     """HEAD's image as bytes, not yet in the engine (`load_release`): its ID is known already."""
     config = project.config.image
-    release = release_layer_of(layer, config.app_dir, commit_epoch(facts))
+    release = release_layer_of(layer, config.app_dir)
     image = assemble(content.info, [*code, release], commit_labels(facts, layer), facts.commit_time)
     return BuiltImage(config.name, facts.image_tags(), facts.sha, image.image_id, layer, content, image)
 
@@ -339,11 +351,11 @@ def load_release(engine: docker.DockerClient, built: BuiltImage, reporter: Repor
     reporter.step(f"built {built.reference} ({built.image_id[:19]})")
 
 
-def release_layer_of(layer: ReleaseLayer, app_dir: str, mtime: int) -> Layer:
+def release_layer_of(layer: ReleaseLayer, app_dir: str) -> Layer:
     """The release layer's files under `<app_dir>/.slipway`, as a reproducible layer."""
     prefix = release_layer.dir_in_image(app_dir).lstrip("/")
     entries = [FileEntry(f"{prefix}/{name}", data) for name, data in release_layer.layer_files(layer).items()]
-    return write_layer(entries, mtime, "slipway release layer", under=app_dir.lstrip("/"))
+    return write_layer(entries, "slipway release layer", under=app_dir.lstrip("/"))
 
 
 def find_local_image(engine: docker.DockerClient, project: Project, facts: GitFacts):
@@ -370,13 +382,13 @@ def reassemble(engine: docker.DockerClient, project: Project, facts: GitFacts, l
     if not inputs:
         return None
     config = project.config.image
-    tag = f"{config.name}:content-{inputs[:16]}"
+    tag = f"{config.name}:{content_cache_tag(inputs)}"
     try:
         content = ContentImage(tag, inputs, engine.api.inspect_image(tag))
     except docker.errors.ImageNotFound:
         return None
     code = code_layers(project, facts)
-    release = release_layer_of(layer, config.app_dir, commit_epoch(facts))
+    release = release_layer_of(layer, config.app_dir)
     image = assemble(content.info, [*code, release], commit_labels(facts, layer), facts.commit_time)
     if image.image_id != local.id:
         return None

@@ -3,9 +3,12 @@
 The classic builder stamps every layer it makes with build-time metadata, so two builds of one commit never
 share a digest (measured: five layers out of five differ). The code layers and the release layer are
 therefore written here, the way ko, jib and `crane append` do it: a tar of the files, entries sorted, every
-entry owned by root with fixed modes and the commit's time, gzip-compressed without a timestamp. Same files,
-same commit time → same bytes → same digest, on any machine with the same zlib (the compression level is
-fixed; the uncompressed tar, whose digest is the layer's diff_id, is the same everywhere).
+entry owned by root with fixed modes and one fixed time (`ENTRY_MTIME`), gzip-compressed without a timestamp.
+Same files → same bytes → same digest, at any commit and on any machine with the same zlib (the compression
+level is fixed; the uncompressed tar, whose digest is the layer's diff_id, is the same everywhere). Not the
+commit's time: then every layer would be new at every commit, and a release would upload every code path
+again however unchanged; not the time of the last commit touching the path either: a shallow CI clone does
+not know it.
 """
 from __future__ import annotations
 
@@ -20,6 +23,9 @@ from pathlib import Path, PurePosixPath
 from slipway.errors import SlipwayError
 
 GZIP_LEVEL = 6
+# 1980-01-01T00:00:00Z on every entry: the earliest time a ZIP can hold (a wheel built from these files in the
+# container works), and not 0, which some tools read as "no time".
+ENTRY_MTIME = 315532800
 DIR_MODE, FILE_MODE, EXEC_MODE = 0o755, 0o644, 0o755
 
 
@@ -52,8 +58,8 @@ class Layer:
         return len(self.blob)
 
 
-def write_layer(entries: list[FileEntry], mtime: int, name: str, under: str = "") -> Layer:
-    """A reproducible layer of `entries`, every entry stamped `mtime`. Their parent directories are added
+def write_layer(entries: list[FileEntry], name: str, under: str = "") -> Layer:
+    """A reproducible layer of `entries`, every entry stamped `ENTRY_MTIME`. Their parent directories are added
     below `under` (the app directory): that one and its own parents are left as the lower layers made them
     (a team may have given the app directory another owner)."""
     files = {e.path: e for e in entries}
@@ -63,7 +69,7 @@ def write_layer(entries: list[FileEntry], mtime: int, name: str, under: str = ""
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for path in sorted([*dirs, *files]):
             info = tarfile.TarInfo(path)
-            info.mtime, info.uid, info.gid, info.uname, info.gname = mtime, 0, 0, "", ""
+            info.mtime, info.uid, info.gid, info.uname, info.gname = ENTRY_MTIME, 0, 0, "", ""
             entry = files.get(path)
             if entry is None:
                 info.type, info.mode = tarfile.DIRTYPE, DIR_MODE

@@ -8,12 +8,14 @@ import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from slipway.errors import SlipwayError
 
 DIRTY_SUFFIX = "-dirty"
 # Docker's tag grammar: [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}
 _TAG_INVALID = re.compile(r"[^A-Za-z0-9_.-]")
+_SCP_LIKE = re.compile(r"^(?:[\w.-]+@)?(?P<host>[\w.-]+):(?P<path>(?!//).+)$")  # git@github.com:org/repo.git
 
 
 def _git(root: Path, *args: str, check: bool = True) -> str:
@@ -34,7 +36,7 @@ class GitFacts:
     tag: str | None  # the tag HEAD is exactly at, if any
     dirty: bool  # uncommitted or untracked (not ignored) files: the build context is not the commit
     commit_time: str  # committer date, ISO 8601: the image's `created`, so a rebuild yields the same labels
-    source: str  # where the commit comes from: the origin remote's URL, else the repository path
+    source: str | None  # the repository's web address (`repository_url` of the origin remote); None without one
 
     @property
     def short_sha(self) -> str:
@@ -76,8 +78,35 @@ def read_git_facts(root: Path | str = ".") -> GitFacts:
     tag = _git(top, "describe", "--tags", "--exact-match", "HEAD", check=False) or None
     dirty = bool(_git(top, "status", "--porcelain", "--untracked-files=normal"))
     commit_time = _git(top, "show", "-s", "--format=%cI", "HEAD")
-    source = _git(top, "config", "--get", "remote.origin.url", check=False) or str(top)
+    source = repository_url(_git(top, "config", "--get", "remote.origin.url", check=False))
     return GitFacts(root=top, sha=sha, tag=tag, dirty=dirty, commit_time=commit_time, source=source)
+
+
+def repository_url(remote: str | None) -> str | None:
+    """The repository's web address, from the origin remote's URL (`git@host:org/repo.git`, `ssh://`, `git://`,
+    `http(s)://`), as https (http stays http: a server that serves no https); None for a local path or no
+    remote. It is an image label and a deployment label: never a path of the machine that built it, and never
+    credentials (`https://user:token@host/...` drops them)."""
+    remote = (remote or "").strip()
+    match = _SCP_LIKE.match(remote)
+    scheme = "https"
+    if match and "://" not in remote:
+        host, path = match["host"], match["path"]
+    else:
+        parts = urlsplit(remote)
+        if parts.scheme not in ("http", "https", "ssh", "git") or not parts.hostname:
+            return None
+        host, path = parts.hostname, parts.path
+        if parts.scheme == "http":
+            scheme = "http"
+            host = f"{host}:{parts.port}" if parts.port else host
+    path = path.strip("/").removesuffix(".git")
+    if not path:
+        return None
+    if host == "ssh.dev.azure.com" and path.startswith("v3/"):  # git@ssh.dev.azure.com:v3/org/project/repo
+        org, project, repo = (path.split("/") + ["", "", "", ""])[1:4]
+        return f"https://dev.azure.com/{org}/{project}/_git/{repo}"
+    return urlunsplit((scheme, host, "/" + path, "", ""))
 
 
 def commit_exists(root: Path, rev: str) -> bool:

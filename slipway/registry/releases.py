@@ -58,7 +58,7 @@ class Release:
         version = (self.version or "").removesuffix(DIRTY_SUFFIX)
         tag = version if version and version != (self.revision or "")[:12] else None
         return GitFacts(root=root, sha=self.revision or "", tag=tag, dirty=self.dirty,
-                        commit_time=self.created or "", source=self.labels.get(SOURCE_LABEL, ""))
+                        commit_time=self.created or "", source=self.labels.get(SOURCE_LABEL))
 
 
 def _tag_order(tag: str) -> tuple[int, str]:

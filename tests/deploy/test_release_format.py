@@ -3,7 +3,7 @@ pushed to the real registry and deployed to the real Prefect server, then a form
 slipway lists both, rolls back to the format-1 one, plans the next deploy against it and promotes it.
 
 Format 1 is written here by this slipway's own writer with format=1, which tests/unit/test_release_format.py
-shows is byte for byte the layer slipway 0.3 wrote (a fixture made by that version's code).
+holds entry for entry (names, modes, bytes) what slipway 0.3 wrote (a fixture made by that version's code).
 """
 from __future__ import annotations
 

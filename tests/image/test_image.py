@@ -61,7 +61,8 @@ def test_tags_and_labels_name_the_commit(docker_engine, release_image):
     assert labels["org.opencontainers.image.revision"] == facts.sha
     assert labels["org.opencontainers.image.created"] == facts.commit_time  # the commit's time, not the build's
     assert labels["org.opencontainers.image.version"] == facts.sha[:12]
-    assert labels["org.opencontainers.image.source"] == str(release_image["root"])
+    # The snapshot has no `origin`: no source label (never the building machine's path).
+    assert "org.opencontainers.image.source" not in labels
 
 
 def test_process_is_not_root(docker_engine, release_image):
@@ -111,10 +112,9 @@ def test_release_layer_carries_configuration_and_probe(docker_engine, release_im
     assert in_image == files
     # ...and the image's last layer is exactly slipway's release layer: written again from what it holds, it
     # gives the same diff_id (the layer is reproducible, and holds nothing else).
-    from slipway.image.build import commit_epoch, release_layer_of
-    from slipway.project.git import read_git_facts
+    from slipway.image.build import release_layer_of
 
-    rewritten = release_layer_of(layer, "/opt/prefect", commit_epoch(read_git_facts(release_image["root"])))
+    rewritten = release_layer_of(layer, "/opt/prefect")
     assert image.attrs["RootFS"]["Layers"][-1] == rewritten.diff_id
     assert len(rewritten.tar) < 64 * 1024
 
@@ -234,3 +234,16 @@ def test_two_runs_of_one_commit_probe_the_same_candidate_without_removing_it_fro
     for candidate in (first.candidate, second.candidate):
         with pytest.raises(docker.errors.ImageNotFound):
             docker_engine.images.get(candidate)
+
+
+def test_the_source_label_is_the_remotes_url_or_absent(tmp_path):
+    """`org.opencontainers.image.source`: the origin's web address, never a path of the building machine."""
+    from slipway.image.build import SOURCE_LABEL, commit_labels
+    from slipway.image.release_layer import ReleaseLayer
+
+    git(tmp_path, "init", "-q", "-b", "main")
+    git(tmp_path, "commit", "-q", "--allow-empty", "-m", "one")
+    git(tmp_path, "remote", "add", "origin", str(tmp_path))
+    assert SOURCE_LABEL not in commit_labels(read_git_facts(tmp_path), ReleaseLayer({}, []))
+    git(tmp_path, "remote", "set-url", "origin", "git@github.com:team/app.git")
+    assert commit_labels(read_git_facts(tmp_path), ReleaseLayer({}, []))[SOURCE_LABEL] == "https://github.com/team/app"

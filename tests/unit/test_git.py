@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from slipway.errors import SlipwayError
-from slipway.project.git import docker_tag_for, is_ancestor, read_git_facts
+from slipway.project.git import docker_tag_for, is_ancestor, read_git_facts, repository_url
 from tests.kit.repo import git
 
 
@@ -132,3 +132,25 @@ def test_a_file_the_release_needs_that_git_ignores_is_named_with_its_rule(repo):
     assert line.startswith("pipelines/build/flow.py (the entry point of 'etl') is ignored by Git (.gitignore:")
     assert "git add -f pipelines/build/flow.py" in line and "\n" not in line
     refuse_ignored(repo, {"pipelines/ok.py": "x", "lib/helpers.py": "y"})  # nothing hidden: no error
+
+
+@pytest.mark.parametrize(("remote", "source"), [
+    ("git@github.com:team/app.git", "https://github.com/team/app"),
+    ("ssh://git@gitlab.example.com:2222/g/app.git", "https://gitlab.example.com/g/app"),
+    ("git://git.example.org/app.git", "https://git.example.org/app"),
+    ("https://x-access-token:s3cret@github.com/team/app.git", "https://github.com/team/app"),
+    ("http://git.internal:8080/team/app", "http://git.internal:8080/team/app"),
+    ("git@ssh.dev.azure.com:v3/org/proj/app", "https://dev.azure.com/org/proj/_git/app"),
+])
+def test_the_source_is_the_origin_remotes_web_address(repo, remote, source):
+    git(repo, "remote", "add", "origin", remote)
+    assert read_git_facts(repo).source == source
+    assert repository_url(source) == source  # already an address: unchanged
+
+
+@pytest.mark.parametrize("remote", [None, "/srv/git/app.git", "file:///srv/git/app.git", "../app"])
+def test_a_local_origin_or_none_gives_no_source(repo, tmp_path, remote):
+    """A path names the building machine's disk, not the repository: no source (and no image label)."""
+    if remote is not None:
+        git(repo, "remote", "add", "origin", remote)
+    assert read_git_facts(repo).source is None
