@@ -2,8 +2,8 @@
 pushed to the real registry and deployed to the real Prefect server, then a format-2 release on top; this
 slipway lists both, rolls back to the format-1 one, plans the next deploy against it and promotes it.
 
-Format 1 is written here by this slipway's own writer with format=1, which tests/unit/test_release_format.py
-holds entry for entry (names, modes, bytes) what slipway 0.3 wrote (a fixture made by that version's code).
+Format 1 is written here by this slipway's own writer with format=1; tests/unit/test_release_format.py shows
+that it holds, entry for entry (names, modes, bytes), what slipway 0.3 wrote (a fixture made by that code).
 """
 from __future__ import annotations
 
