@@ -13,7 +13,7 @@ from tests.deploy.conftest import prefect_state
 from tests.kit.files import PYTHON_GITIGNORE
 from tests.kit.repo import change_a_flow, git, snapshot_repo
 
-NAMES = ["extract-load/jaffle-shop", "dbt-build/jaffle-shop", "elt/daily", "elt/on-demand"]  # deployments.yaml
+FLOWS = ["extract-load", "dbt-build", "elt", "elt"]  # the example's deployments.yaml, in order
 
 
 def test_the_wheel_is_the_tool_only_and_its_command_says_its_version(installed_slipway, tmp_path):
@@ -42,11 +42,18 @@ def test_the_installed_command_releases_a_fresh_clone_and_rolls_back(
     name = f"wheel-{uuid.uuid4().hex[:8]}"
     origin = snapshot_repo(tmp_path / "origin")
     config = yaml.safe_load((origin / "slipway.yaml").read_text())
+    config["image"]["name"] = name  # the engine's images of this test are this test's alone
     local = config["environments"]["local"]
     local["registry"]["address"], local["repository"] = registry.address, name
     local["prefect"]["api_url"] = prefect_server.api_url
     local["work_pool"]["name"] = f"{name}-docker"
     (origin / "slipway.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    # Deployment names of its own: the session's server may hold the example's from other suites.
+    declarations = yaml.safe_load((origin / "deployments.yaml").read_text())
+    for declared in declarations["deployments"]:
+        declared["name"] = f"{declared['name']}-{name}"
+    (origin / "deployments.yaml").write_text(yaml.safe_dump(declarations, sort_keys=False))
+    names = [f"{flow}/{d['name']}" for flow, d in zip(FLOWS, declarations["deployments"], strict=True)]
     (origin / ".gitignore").write_text((origin / ".gitignore").read_text() + PYTHON_GITIGNORE.read_text())
     git(origin, "commit", "-q", "-am", "the team's release settings and .gitignore")
     clone = tmp_path / "clone"
@@ -59,7 +66,7 @@ def test_the_installed_command_releases_a_fresh_clone_and_rolls_back(
         pinned = first.json()["deploy"]["reference"]
         assert pinned.startswith(f"{registry.address}/{name}@sha256:")
         assert registry.digest(name, git(clone, "rev-parse", "HEAD")) == pinned.split("@")[1]
-        assert {d["job_variables"]["image"] for d in prefect_state(prefect_server.api_url, NAMES).values()} == {pinned}
+        assert {d["job_variables"]["image"] for d in prefect_state(prefect_server.api_url, names).values()} == {pinned}
 
         change_a_flow(clone, "from the wheel")
         second = installed_slipway.run("release", "--env", "local", "--json", cwd=clone, env=env)
@@ -70,12 +77,10 @@ def test_the_installed_command_releases_a_fresh_clone_and_rolls_back(
         back = installed_slipway.run("rollback", "--env", "local", "--json", cwd=clone, env=env)
         assert back.code == 0, back.stderr
         assert back.json()["reference"] == pinned
-        assert {d["job_variables"]["image"] for d in prefect_state(prefect_server.api_url, NAMES).values()} == {pinned}
+        assert {d["job_variables"]["image"] for d in prefect_state(prefect_server.api_url, names).values()} == {pinned}
     finally:
         from tests.conftest import remove_tags_containing
         from tests.deploy.conftest import delete_deployments_of
 
         remove_tags_containing(docker_engine, name)
-        for sha in (git(clone, "rev-parse", "HEAD"), git(clone, "rev-parse", "HEAD~1")):
-            remove_tags_containing(docker_engine, sha)
         delete_deployments_of(prefect_server.api_url, f"{registry.address}/{name}")
