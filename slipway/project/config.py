@@ -19,6 +19,7 @@ from slipway.project.secrets import check_not_secret_paths
 
 CONFIG_FILE = "slipway.yaml"
 LOCAL_ENVIRONMENT = "local"
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1")  # where `up` publishes the embedded default
 # libyaml's parser when PyYAML has it (the wheels do): a thousand declarations parse in ~0.1 s, not ~1 s.
 YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # A Kubernetes object name (DNS-1123 subdomain), and a Prefect block document name.
@@ -235,6 +236,15 @@ class Project:
 
     def resolve(self, relative: str) -> Path:
         return (self.root / relative).resolve()
+
+    def up_serves(self, env: EnvironmentConfig) -> tuple[bool, bool]:
+        """Whether `up` (the embedded default, slipway/stack.py) starts `env`'s registry, and its Prefect
+        server: it starts the `local` environment's, on this machine. A hint names `up` only then."""
+        local = self.config.environments.get(LOCAL_ENVIRONMENT)
+        if local is None:
+            return False, False
+        return (env.registry.host == local.registry.host and env.registry.host.split(":")[0] in LOOPBACK_HOSTS,
+                env.prefect.api_url.rstrip("/") == local.prefect.api_url.rstrip("/"))
 
 
 README_SECTION = "README.md 'Configuration'"
