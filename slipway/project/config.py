@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from slipway.errors import SlipwayError
+from slipway.errors import Finding, SlipwayError
 from slipway.project.secrets import check_not_secret_paths
 
 CONFIG_FILE = "slipway.yaml"
@@ -302,6 +302,28 @@ def load_project(root: Path | str = ".") -> Project:
     if isinstance(data, dict) and "slipway" in data:  # first: a newer slipway.yaml may have keys this one lacks
         require_slipway_version(data["slipway"])
     return Project(root, parse_config(data), path)
+
+
+def check_project(root: Path | str = ".") -> tuple[Project | None, list[Finding]]:
+    """load_project for `doctor`: the version range and the configuration, each a finding instead of an
+    error (the range is checked, and the file still read, when this slipway is outside it). None when the
+    file cannot be read as a configuration."""
+    root = Path(root).resolve()
+    path = root / CONFIG_FILE
+    try:
+        data = load_yaml(path)
+    except SlipwayError as exc:
+        return None, [Finding.of("config", exc)]
+    findings = []
+    if isinstance(data, dict) and "slipway" in data:
+        try:
+            require_slipway_version(data["slipway"])
+        except SlipwayError as exc:
+            findings.append(Finding.of("version", exc))
+    try:
+        return Project(root, parse_config(data), path), findings
+    except SlipwayError as exc:
+        return None, [*findings, Finding.of("config", exc)]
 
 
 def require_slipway_version(wanted: Any) -> None:
