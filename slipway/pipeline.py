@@ -828,8 +828,12 @@ def doctor(root, env_name: str, reporter: Reporter) -> list[Finding]:
     except (OSError, ValueError) as exc:  # the content Dockerfile or context is missing: the build says so
         needed = entry_point_files(declarations)
         reporter.detail(f"build context not listed: {exc}")
-    findings += [Finding.of("git", exc) for exc in ignored(project.root, needed)]
-    results = doctor_image(project, env_name, facts, declarations, reporter, findings)
+    hidden = ignored(project.root, needed)
+    findings += [Finding.of("git", exc) for exc in hidden]
+    # An entry point Git ignores is not in the image's code layers either: said once, by the Git check.
+    skip = {i for i, decl in enumerate(declarations.deployments)
+            if any(exc.message.startswith(f"{decl.entrypoint.rpartition(':')[0]} (") for exc in hidden)}
+    results = doctor_image(project, env_name, facts, declarations, reporter, findings, skip)
     reporter.step(f"checking {len(declarations.deployments)} deployment(s) against work pool "
                   f"'{project.environment(env_name).work_pool.name}'")
     reference = f"{project.environment(env_name).image_repository()}@{PLACEHOLDER_DIGEST}"
@@ -838,9 +842,9 @@ def doctor(root, env_name: str, reporter: Reporter) -> list[Finding]:
 
 
 def doctor_image(project: Project, env_name: str, facts: GitFacts, declarations: Declarations,
-                 reporter: Reporter, findings: list[Finding]) -> list[dict] | None:
+                 reporter: Reporter, findings: list[Finding], skip: set[int]) -> list[dict] | None:
     """The probe's results (None when the image could not be made), and the dbt projects parsed in the same
-    image; what they find goes to `findings`."""
+    image; what they find goes to `findings`, except import errors of the declarations in `skip`."""
     try:
         engine = docker_client()
         content = build_content(engine, project, facts, reporter)
@@ -850,7 +854,8 @@ def doctor_image(project: Project, env_name: str, facts: GitFacts, declarations:
         return None
     try:
         reporter.step(f"importing {len(declarations.deployments)} entry point(s) in the image")
-        results = probe.running.ask(probe_requests(declarations))
+        results = [{} if i in skip else result
+                   for i, result in enumerate(probe.running.ask(probe_requests(declarations)))]
         findings += [Finding.of("imports", exc) for exc in import_errors(declarations, results, content.tag)]
         for project_dir in dbt_projects(project.root):
             reporter.step(f"parsing the dbt project in {project_dir} in the image")
