@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import docker
+from requests.exceptions import ConnectionError as HttpConnectionError
 
 from slipway.errors import Finding
+from slipway.image.probe import PROBE_LABEL
 from slipway.project.config import CONFIG_FILE, Project
 from slipway.project.dbt import PROJECT_FILE, env_vars_without_default
 
@@ -34,7 +36,8 @@ def parse_in_image(engine: docker.DockerClient, image: str, project_dir: str, en
     env = {"DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **environment}
     try:
         container = engine.containers.create(image, command=command, entrypoint=["dbt"], environment=env,
-                                             network_disabled=True, working_dir=project_dir)
+                                             network_disabled=True, working_dir=project_dir,
+                                             labels={PROBE_LABEL: "dbt-parse"})
     except docker.errors.APIError as exc:
         return Parsed("failed", " ".join(str(exc.explanation or exc).split()))
     try:
@@ -45,7 +48,10 @@ def parse_in_image(engine: docker.DockerClient, image: str, project_dir: str, en
             if any(sign in text.lower() for sign in _NO_EXECUTABLE):
                 return Parsed("no dbt")
             return Parsed("failed", " ".join(text.split()))
-        status = container.wait(timeout=PARSE_TIMEOUT_SECONDS)
+        try:
+            status = container.wait(timeout=PARSE_TIMEOUT_SECONDS)
+        except HttpConnectionError:  # docker-py's read timeout
+            return Parsed("failed", f"dbt parse took longer than {PARSE_TIMEOUT_SECONDS}s")
         output = container.logs(stdout=True, stderr=True).decode(errors="replace")
     finally:
         container.remove(force=True)
