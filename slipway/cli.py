@@ -7,11 +7,12 @@ The release flow, one verb per step:
   release   image + deploy in one process (what `make image deploy ENV=...` runs)
   rollback  re-register an older release from the registry: no checkout, no build, no push
   promote   copy a release from one environment's registry to another's, by digest: no engine, no build
+  doctor    every check a release makes that needs no registry and no Prefect, one line per finding
 
 Configuration lives in slipway.yaml (the image and the environments: registry, Prefect, work pool) and
 deployments.yaml (the deployments, in prefect.yaml's schema); see README.md.
 
-Exit codes: 0 done; 1 an `error: <cause>; <fix>` line on stderr, nothing changed unless it says what was
+Exit codes: 0 done; 1 an `error: <cause>; <fix>` line on stderr (doctor: on stdout, one per finding), nothing changed unless it says what was
 written; 2 a usage error (or `plan --exit-code` with changes); 130 interrupted.
 
 Examples:
@@ -46,6 +47,7 @@ VERBS = {
     "releases": ("releases", "list the releases in an environment's registry and which one is live"),
     "rollback": ("rollback", "redeploy an older release from the registry, without a rebuild"),
     "promote": ("promote", "copy a release from one environment's registry to another's by digest (no build)"),
+    "doctor": ("doctor", "check what a release needs without a registry or Prefect: Git, dbt, imports, job variables"),
     "up": ("stack", "start the local registry and Prefect server (the embedded default)"),
     "down": ("stack", "stop the local registry and Prefect server"),
 }

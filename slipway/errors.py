@@ -40,3 +40,23 @@ def first_slipway_error(exc: BaseException) -> SlipwayError | None:
             if found is not None:
                 return found
     return None
+
+
+class Finding:
+    """One thing `doctor` found (slipway/pipeline.py doctor): an error (a release would fail on it) or a
+    warning, printed as the one line an error would be: `error: <cause>; <fix>`."""
+
+    def __init__(self, level: str, check: str, message: str, fix: str | None = None):
+        self.level = level  # "error" | "warning"
+        self.check = check  # which check found it: config, git, dbt, imports, job_variables, ...
+        self.error = SlipwayError(message, fix)
+
+    @classmethod
+    def of(cls, check: str, exc: SlipwayError, level: str = "error") -> Finding:
+        return cls(level, check, exc.message, exc.fix)
+
+    def line(self) -> str:
+        return f"{self.level}: {self.error.line()}"
+
+    def json(self) -> dict[str, str | None]:
+        return {"level": self.level, "check": self.check, "message": self.error.message, "fix": self.error.fix}

@@ -14,6 +14,7 @@ what was written and how to finish (deploy/apply.py).
 - `rollback`: an older release, read from the registry (no pull, no build), validated and applied.
 - `manifests`: each deployment's Kubernetes Job, rendered and validated.
 - `promote`: a release copied from one environment's registry to another's by digest (no engine), then tagged.
+- `doctor`: every check the others make that needs no registry and no Prefect, as findings (writes nothing).
 """
 from __future__ import annotations
 
@@ -36,8 +37,16 @@ from slipway.deploy.prefect_api import PrefectApi
 from slipway.deploy.pull import kubernetes_pull, pull_credentials
 from slipway.deploy.triggers import owner_resource
 from slipway.deploy.unchanged import TOLD_REASON, Inputs, Unchanged, recall, remember, what_to_read
-from slipway.deploy.validate import ReleaseConfig, ValidatedRelease, check_manifests, pool_state, validate_release
-from slipway.errors import SlipwayError
+from slipway.deploy.validate import (
+    ReleaseConfig,
+    ValidatedRelease,
+    check_manifests,
+    deployment_findings,
+    import_errors,
+    pool_state,
+    validate_release,
+)
+from slipway.errors import Finding, SlipwayError
 from slipway.image import release_layer
 from slipway.image.build import (
     CONTENT_LABEL,
@@ -46,6 +55,8 @@ from slipway.image.build import (
     assemble_release,
     build_content,
     code_layers,
+    content_files,
+    entry_point_files,
     find_local_image,
     finish_image,
     load_release,
@@ -53,14 +64,18 @@ from slipway.image.build import (
     reassemble,
     refuse_dirty,
     refuse_ignored_entry_points,
+    release_inputs,
     start_code_probe,
 )
+from slipway.image.dbt import dbt_findings
 from slipway.image.engine import docker_client, pull
+from slipway.image.probe import probe_requests
 from slipway.image.release_layer import ReleaseLayer
 from slipway.output import Reporter
-from slipway.project.config import CONFIG_FILE, Project
+from slipway.project.config import CONFIG_FILE, Project, check_project
+from slipway.project.dbt import dbt_projects
 from slipway.project.declarations import Declarations, load_declarations, refuse_project_secrets
-from slipway.project.git import GitFacts, is_ancestor, read_git_facts
+from slipway.project.git import GitFacts, ignored, is_ancestor, read_git_facts
 from slipway.registry.copy import CopyResult, copy_image
 from slipway.registry.promotion import write_record
 from slipway.registry.publish import NotPublishable, content_in_cache, publish_assembled
@@ -774,3 +789,80 @@ def _pinned_before(plan: Plan, target: Target, new_digest: str) -> ReleaseRef | 
         return None
     digest, version = ranked[0]
     return ReleaseRef(digest, (version or "").removesuffix("-dirty") or None, None, [])
+
+
+# --- doctor ------------------------------------------------------------------------------------------------
+
+def doctor(root, env_name: str, reporter: Reporter) -> list[Finding]:
+    """Every check a release makes that needs neither a registry nor Prefect, each finding one line, in the
+    order a release meets them: slipway.yaml (and the slipway version it needs), deployments.yaml, secrets,
+    the files Git must hold, the entry points imported in the image (content + code, as `build` probes
+    them), the dbt projects parsed there, job variables and parameters against the pool's template.
+
+    Writes nothing to the repository, a registry or Prefect. The image is the local engine's content image
+    for these inputs, built (as `image` would) only when the engine lacks it; the candidate image the probe
+    runs in is removed after it."""
+    project, findings = check_project(root)
+    if project is None:
+        return findings
+    try:
+        project.environment(env_name)
+        declarations = load_declarations(project)
+    except SlipwayError as exc:
+        return [*findings, Finding.of("config", exc)]
+    findings += [Finding("warning", "deployments", warning) for warning in declarations.warnings]
+    try:
+        refuse_project_secrets(project, declarations)
+    except SlipwayError as exc:
+        findings.append(Finding.of("secrets", exc))
+    try:
+        facts = read_git_facts(project.root)
+    except SlipwayError as exc:
+        return [*findings, Finding.of("git", exc)]
+    if facts.dirty:
+        findings.append(Finding("warning", "git", f"{facts.root} has uncommitted or untracked changes: checked as "
+                                "they are, but a release is made from a commit", "commit them before releasing"))
+    reporter.step("checking that Git holds every file the release needs")
+    try:
+        needed = {**release_inputs(project, content_files(project)), **entry_point_files(declarations)}
+    except (OSError, ValueError) as exc:  # the content Dockerfile or context is missing: the build says so
+        needed = entry_point_files(declarations)
+        reporter.detail(f"build context not listed: {exc}")
+    hidden = ignored(project.root, needed)
+    findings += [Finding.of("git", exc) for exc in hidden]
+    # An entry point Git ignores is not in the image's code layers either: said once, by the Git check.
+    skip = {i for i, decl in enumerate(declarations.deployments)
+            if any(exc.message.startswith(f"{decl.entrypoint.rpartition(':')[0]} (") for exc in hidden)}
+    results = doctor_image(project, env_name, facts, declarations, reporter, findings, skip)
+    reporter.step(f"checking {len(declarations.deployments)} deployment(s) against work pool "
+                  f"'{project.environment(env_name).work_pool.name}'")
+    reference = f"{project.environment(env_name).image_repository()}@{PLACEHOLDER_DIGEST}"
+    findings += deployment_findings(project, env_name, declarations, results, reference)
+    return list({finding.line(): finding for finding in findings}.values())  # one line said once
+
+
+def doctor_image(project: Project, env_name: str, facts: GitFacts, declarations: Declarations,
+                 reporter: Reporter, findings: list[Finding], skip: set[int]) -> list[dict] | None:
+    """The probe's results (None when the image could not be made), and the dbt projects parsed in the same
+    image; what they find goes to `findings`, except import errors of the declarations in `skip`."""
+    try:
+        engine = docker_client()
+        content = build_content(engine, project, facts, reporter)
+        probe = start_code_probe(engine, project, content, code_layers(project, facts))
+    except SlipwayError as exc:
+        findings.append(Finding.of("image", exc))
+        return None
+    try:
+        reporter.step(f"importing {len(declarations.deployments)} entry point(s) in the image")
+        results = [{} if i in skip else result
+                   for i, result in enumerate(probe.running.ask(probe_requests(declarations)))]
+        findings += [Finding.of("imports", exc) for exc in import_errors(declarations, results, content.tag)]
+        for project_dir in dbt_projects(project.root):
+            reporter.step(f"parsing the dbt project in {project_dir} in the image")
+            findings += dbt_findings(engine, probe.candidate, project, env_name, project_dir)
+    except SlipwayError as exc:
+        findings.append(Finding.of("imports", exc))
+        return None
+    finally:
+        probe.discard()
+    return results

@@ -10,6 +10,7 @@ from typing import Any
 from slipway.deploy.history import HistoryEntry
 from slipway.deploy.plan import Plan, PlanRow
 from slipway.deploy.unchanged import Printed, Unchanged
+from slipway.errors import Finding
 from slipway.image.build import BuiltImage
 from slipway.registry.copy import CopyResult
 from slipway.registry.push import PushedImage
@@ -171,3 +172,16 @@ def promote_human(done) -> str:
         moved = "the image was already there: nothing copied"
     return (f"{done.reference}\ntags: {', '.join(done.tags)}\n"
             f"{done.source} -> {done.destination}: {moved}")
+
+
+def doctor_json(findings: list[Finding]) -> dict[str, Any]:
+    return {"ok": not any(f.level == "error" for f in findings), "findings": [f.json() for f in findings]}
+
+
+def doctor_human(findings: list[Finding]) -> str:
+    """One line per finding, then `ok` (a release would pass these checks) or how many errors stop it."""
+    errors = sum(f.level == "error" for f in findings)
+    warnings = len(findings) - errors
+    said = f" ({warnings} warning{'s' * (warnings != 1)})" if warnings else ""
+    summary = (f"{errors} error{'s' * (errors != 1)}{said}: a release would fail" if errors else f"ok{said}")
+    return "\n".join([*(f.line() for f in findings), summary])

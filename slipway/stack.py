@@ -1,10 +1,12 @@
-"""The embedded default: a local OCI registry (localhost:5000) and a Prefect server (127.0.0.1:4200), the
-server's database on SQLite (the default) or on PostgreSQL (`up --db postgres`).
+"""The embedded default: a local OCI registry and a Prefect server on the ports slipway.yaml's `local`
+environment names (localhost:5000 and 127.0.0.1:4200 in the example), the server's database on SQLite (the
+default) or on PostgreSQL (`up --db postgres`). Any repository with a slipway.yaml can start it: the
+registry's and PostgreSQL's build contexts ship inside the package (slipway/stack_images/).
 
 Every container runs from an image built here, so nothing is pulled from an image registry:
-- the registry is Debian's `docker-registry` package (images/registry/) on the Debian base slipway uses;
+- the registry is Debian's `docker-registry` package (stack_images/registry/) on the Debian base slipway uses;
 - the Prefect server runs from the runtime base image, the very Prefect release the flows run with;
-- PostgreSQL is Debian's `postgresql` package (images/postgres/) on the same Debian base.
+- PostgreSQL is Debian's `postgresql` package (stack_images/postgres/) on the same Debian base.
 Their data lives on named volumes, so `down` then `up` keeps pushed images and Prefect's database.
 Ports are published on 127.0.0.1 only, and PostgreSQL publishes none: the Prefect server reaches it on the
 stack's own network. Nothing here is reachable from the network.
@@ -29,23 +31,29 @@ import secrets
 import tarfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import docker
 import requests
 from docker.errors import APIError, NotFound
 
+from slipway.cli import program_name
 from slipway.errors import SlipwayError
 from slipway.image.base import ensure_base, ensure_os_base
 from slipway.image.engine import BuildFailed, image_exists, stream_build
 from slipway.output import Reporter
-from slipway.project.config import Project
+from slipway.project.config import CONFIG_FILE, LOCAL_ENVIRONMENT, LOOPBACK_HOSTS, Project
 
 REGISTRY_IMAGE_REPOSITORY = "slipway/registry"
-REGISTRY_CONTEXT = "images/registry"
+# Shipped inside the package (not the repository): a team's repository has no copy of them.
+STACK_IMAGES = Path(__file__).with_name("stack_images")
+REGISTRY_CONTEXT = STACK_IMAGES / "registry"
 POSTGRES_IMAGE_REPOSITORY = "slipway/postgres"
-POSTGRES_CONTEXT = "images/postgres"
+POSTGRES_CONTEXT = STACK_IMAGES / "postgres"
 STACK_LABEL = "io.slipway.stack"  # marks what this module created; `down` stops nothing else
 CONFIG_LABEL = "io.slipway.stack.config"  # fingerprint of the image and settings a container was created from
+PORT_LABEL = "io.slipway.stack.port"  # the registry's published port (the server's is in its environment)
 DATABASE_LABEL = "io.slipway.stack.database"  # the Prefect server's database: sqlite | postgres
 HEALTH_TIMEOUT = 120  # seconds: a first Prefect start migrates its database, slow on a busy machine
 DATABASES = ("sqlite", "postgres")
@@ -94,6 +102,38 @@ class Stack:
 STACK = Stack()
 
 
+def local_stack(project: Project, stack: Stack = STACK) -> Stack:
+    """The stack on the ports slipway.yaml's `local` environment names: its registry address and its Prefect
+    api_url, both on this machine. Anything else is one error before a container is touched."""
+    where = f"{CONFIG_FILE} environments.{LOCAL_ENVIRONMENT}"
+    env = project.config.environments.get(LOCAL_ENVIRONMENT)
+    if env is None:
+        raise SlipwayError(f"{CONFIG_FILE} has no '{LOCAL_ENVIRONMENT}' environment, whose registry and Prefect "
+                           "server `up` starts", "add one (see README.md 'Configuration'): a generic registry at "
+                           "localhost:<port> and prefect.api_url http://127.0.0.1:<port>/api")
+    registry = urlsplit(f"//{env.registry.address or ''}")
+    if env.registry.kind != "generic" or registry.hostname not in LOOPBACK_HOSTS or not _port(registry):
+        raise SlipwayError(f"{where}.registry is {env.registry.host}, not a registry `up` can start on this machine",
+                           "set kind: generic and address: localhost:<port> (e.g. localhost:5000)")
+    api = urlsplit(env.prefect.api_url)
+    if api.scheme != "http" or api.hostname not in LOOPBACK_HOSTS or not _port(api) \
+            or api.path.rstrip("/") != "/api":
+        raise SlipwayError(f"{where}.prefect.api_url is {env.prefect.api_url}, not a Prefect server `up` can start "
+                           "on this machine", "set it to http://127.0.0.1:<port>/api (e.g. port 4200)")
+    if _port(registry) == _port(api):
+        raise SlipwayError(f"{where}: the registry and the Prefect server both name port {_port(api)}",
+                           "give them different ports")
+    return dataclasses.replace(stack, registry=dataclasses.replace(stack.registry, host_port=_port(registry)),
+                               prefect=dataclasses.replace(stack.prefect, host_port=_port(api)))
+
+
+def _port(url) -> int | None:
+    try:
+        return url.port
+    except ValueError:  # not a number, or out of range
+        return None
+
+
 def prefect_environment(host_port: int) -> dict[str, str]:
     return {
         "PREFECT_HOME": "/home/slipway/.prefect",
@@ -123,22 +163,21 @@ exec prefect server start --host 0.0.0.0 --port 4200
 # -- images -----------------------------------------------------------------------------------------------
 
 def registry_image(client: docker.DockerClient, project: Project, reporter: Reporter) -> str:
-    """`slipway/registry:<hash>`: Debian's docker-registry (images/registry/), built only when missing."""
+    """`slipway/registry:<hash>`: Debian's docker-registry (stack_images/registry/), built only when missing."""
     return service_image(client, project, reporter, REGISTRY_CONTEXT, REGISTRY_IMAGE_REPOSITORY,
                          "Debian's docker-registry")
 
 
 def postgres_image(client: docker.DockerClient, project: Project, reporter: Reporter) -> str:
-    """`slipway/postgres:<hash>`: Debian's PostgreSQL 15 (images/postgres/), built only when missing."""
+    """`slipway/postgres:<hash>`: Debian's PostgreSQL 15 (stack_images/postgres/), built only when missing."""
     return service_image(client, project, reporter, POSTGRES_CONTEXT, POSTGRES_IMAGE_REPOSITORY,
                          "Debian's postgresql")
 
 
-def service_image(client: docker.DockerClient, project: Project, reporter: Reporter, context_dir: str,
+def service_image(client: docker.DockerClient, project: Project, reporter: Reporter, context: Path,
                   repository: str, what: str) -> str:
     """`<repository>:<hash>` over the context directory and the Debian base, built only when missing."""
     os_base = ensure_os_base(client, project, reporter)
-    context = project.resolve(context_dir)
     digest = hashlib.sha256()
     for path in sorted(p for p in context.rglob("*") if p.is_file()):
         digest.update(str(path.relative_to(context)).encode() + b"\0" + path.read_bytes() + b"\0")
@@ -152,7 +191,7 @@ def service_image(client: docker.DockerClient, project: Project, reporter: Repor
     try:
         stream_build(stream, reporter.detail)
     except BuildFailed as exc:
-        raise SlipwayError(f"{context_dir}/Dockerfile: image build failed at {exc}",
+        raise SlipwayError(f"slipway's {context.name} image: build failed at {exc}",
                            "check access to the Debian mirror (apt) and retry") from exc
     return tag
 
@@ -244,7 +283,7 @@ def wait_ready(container, service: Service, reporter: Reporter, timeout: float =
     logs = container.logs(tail=5).decode(errors="replace").strip().splitlines()
     last = logs[-1] if logs else "no output"
     raise SlipwayError(f"{service.container} did not become healthy (status {container.status}; last log: {last})",
-                       f"see `docker logs {service.container}`; then `python build.py down` and `up` again")
+                       f"see `docker logs {service.container}`; then `{program_name()} down` and `up` again")
 
 
 def start_service(client: docker.DockerClient, service: Service, launch: Launch, reporter: Reporter) -> dict:
@@ -354,7 +393,7 @@ def ensure_postgres_password(client: docker.DockerClient, image: str, stack: Sta
             raise SlipwayError(
                 f"the PostgreSQL data volume {stack.postgres.volume} exists but its password "
                 f"(on {stack.secret_volume}) is gone, so the Prefect server cannot log in",
-                f"to start PostgreSQL afresh (its Prefect data is lost), `python build.py down`, then "
+                f"to start PostgreSQL afresh (its Prefect data is lost), `{program_name()} down`, then "
                 f"`docker rm {stack.postgres.container}; docker volume rm {stack.postgres.volume}`, and `up` again")
         reporter.step(f"generating the PostgreSQL password (kept on the volume {stack.secret_volume})")
         writer.put_archive("/secret", _password_archive(secrets.token_hex(24)))
@@ -446,7 +485,9 @@ def ensure_prefect(client: docker.DockerClient, project: Project, reporter: Repo
 def ensure_registry(client: docker.DockerClient, project: Project, reporter: Reporter,
                     service: Service = REGISTRY) -> dict:
     image = registry_image(client, project, reporter)
-    result = start_service(client, service, Launch(image=image), reporter)
+    # The port is part of what the container is created from: another port in slipway.yaml replaces it.
+    launch = Launch(image=image, labels={PORT_LABEL: str(service.host_port)})
+    result = start_service(client, service, launch, reporter)
     return {**result, "address": f"localhost:{result['port']}"}
 
 

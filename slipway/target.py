@@ -59,6 +59,9 @@ class Target:
 def open_target(project: Project, name: str) -> Target:
     """The real Target for environment `name`: an unknown name is one error listing the known ones."""
     env = project.environment(name)
-    return Target(name, env, registry_client(env, name), PrefectSettings(name, env.prefect), PrefectApi.connect,
-                  plain_reads=True)
+    registry_up, prefect_up = project.up_serves(env)
+    registry = registry_client(env, name)
+    registry.up_starts_it = registry_up
+    return Target(name, env, registry, PrefectSettings(name, env.prefect, up_starts_it=prefect_up),
+                  PrefectApi.connect, plain_reads=True)
 

@@ -1,10 +1,11 @@
-"""`python build.py up` / `down`: the local registry (localhost:5000) and Prefect server (127.0.0.1:4200),
-the server on SQLite (default) or PostgreSQL (`up --db postgres`)."""
+"""`slipway up` / `down`: the local registry and Prefect server on the ports of slipway.yaml's `local`
+environment (localhost:5000 and 127.0.0.1:4200 in the example), the server on SQLite (default) or PostgreSQL
+(`up --db postgres`)."""
 from __future__ import annotations
 
 from slipway.image.engine import docker_client
 from slipway.project.config import load_project
-from slipway.stack import DATABASES, stack_down, stack_up
+from slipway.stack import DATABASES, local_stack, stack_down, stack_up
 
 
 def add_arguments(parser, verb):
@@ -17,15 +18,17 @@ def add_arguments(parser, verb):
 
 
 def run(args, reporter):
-    client = docker_client()
     if args.verb == "up":
-        result = stack_up(client, load_project(args.root), reporter, recreate=args.recreate, database=args.db)
+        project = load_project(args.root)
+        stack = local_stack(project)  # a slipway.yaml `up` cannot serve fails before the engine is touched
+        result = stack_up(docker_client(), project, reporter, recreate=args.recreate, database=args.db,
+                          stack=stack)
         prefect = result["prefect"]
         switched = f", switched from {prefect['switched_from']}" if prefect.get("switched_from") else ""
         human = (f"registry: {result['registry']['address']} ({result['registry']['status']})\n"
                  f"prefect:  {prefect['api_url']} ({prefect['status']}, on {prefect['database']}{switched})\n"
                  f"UI:       http://127.0.0.1:{prefect['port']}")
     else:
-        result = stack_down(client, reporter)
+        result = stack_down(docker_client(), reporter)
         human = "\n".join(f"{role}: {status}" for role, status in result.items())
     reporter.result(result, human=human)

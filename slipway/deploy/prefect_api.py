@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 
 import anyio
 
+from slipway.cli import program_name
 from slipway.deploy.desired import DEFAULT_WORK_QUEUE, DesiredDeployment
 from slipway.deploy.live import LiveDeployment, LivePool, deployment_from_response, pool_from_response
 from slipway.deploy.ownership import PAUSE_TAG
@@ -63,6 +64,7 @@ class PrefectSettings:
 
     env_name: str
     config: PrefectConfig
+    up_starts_it: bool = False  # `slipway up` starts this server (Project.up_serves): the hint names it
 
     @property
     def api_url(self) -> str:
@@ -121,7 +123,8 @@ class PrefectApi:
                     reason = " ".join(str(failure).split())[:200] or type(failure).__name__
                     raise SlipwayError(
                         f"the Prefect API at {settings.api_url} ({settings.field}.api_url) does not answer: {reason}",
-                        "start it (`make up` for the local one) or fix api_url; nothing was changed") from failure
+                        (f"start it with `{program_name()} up`" if settings.up_starts_it else "start it")
+                        + " or fix api_url; nothing was changed") from failure
                 await check_credentials(client, settings)
                 yield cls(client, settings)
 

@@ -26,7 +26,8 @@ from slipway.deploy.kubernetes import load_job_template, render_job_manifests, v
 from slipway.deploy.kubernetes_values import check_job
 from slipway.deploy.live import LivePool
 from slipway.deploy.pull import PullCredentials
-from slipway.errors import SlipwayError
+from slipway.errors import Finding, SlipwayError
+from slipway.image.probe import import_time_hint
 from slipway.image.release_layer import ReleaseLayer
 from slipway.output import Reporter
 from slipway.project.config import CONFIG_FILE, EnvironmentConfig, Project, parse_config
@@ -193,16 +194,52 @@ def check_job_runs_the_release(dep: ResolvedDeployment, manifest: dict[str, Any]
 
 def check_probe(declarations: Declarations, results: list[dict[str, Any]], image: str) -> list[str]:
     """Flow names by declaration, or the first import failure as a SlipwayError."""
-    names = []
-    for i, (decl, result) in enumerate(zip(declarations.deployments, results)):
-        if "error" in result:
-            raise SlipwayError(
-                f"{declarations.filename}: deployments[{i}].entrypoint: {decl.entrypoint} does not load in "
-                f"image {image}: {result['error']}",
-                "fix the entry point (a path relative to the image's app directory, then ':' and the flow "
-                "function) or the flow")
-        names.append(result["flow_name"])
-    return names
+    for error in import_errors(declarations, results, image):
+        raise error
+    return [result["flow_name"] for result in results]
+
+
+def import_errors(declarations: Declarations, results: list[dict[str, Any]], image: str) -> list[SlipwayError]:
+    """One error per declaration whose entry point did not load in the image, with the hint for a module
+    that does work at import time (image/probe.py import_time_hint)."""
+    return [SlipwayError(f"{declarations.filename}: deployments[{i}].entrypoint: {decl.entrypoint} does not load "
+                         f"in image {image}: {result['error']}",
+                         import_time_hint(result["error"]) or "fix the entry point (a path relative to the "
+                         "image's app directory, then ':' and the flow function) or the flow")
+            for i, (decl, result) in enumerate(zip(declarations.deployments, results)) if "error" in result]
+
+
+def deployment_findings(project: Project, env_name: str, declarations: Declarations,
+                        results: list[dict[str, Any]] | None, reference: str) -> list[Finding]:
+    """What validate_release checks of each deployment without Prefect, as `doctor` findings: job variables
+    against the pool's template (the repo's, else the worker's default: the live pool is not read) and
+    parameters against the flow's schema where the probe found it (`results`; None: not probed, flows named
+    by their function). `reference` stands in for the digest."""
+    config = ReleaseConfig(env_name, project.environment(env_name), declarations, project.config.kubernetes_version,
+                           project.config.image.app_dir)
+    names = [(r or {}).get("flow_name") or d.entrypoint.rpartition(":")[2]
+             for d, r in zip(declarations.deployments, results or [None] * len(declarations.deployments))]
+    try:
+        resolved = resolve_for_environment(declarations, names, env_name, config.env)
+        pool = pool_state(config, project, None)
+    except SlipwayError as exc:
+        return [Finding.of("job_variables", exc)]
+    findings = []
+    for dep in resolved:
+        result = (results or [{}] * len(resolved))[dep.index]
+        try:
+            if "image" in dep.job_variables:
+                where = dep.job_variables_source.get("image", "job_variables.image")
+                raise SlipwayError(f"{where}: slipway sets the image to the release's digest reference", "remove it")
+            validate_job_variables(dep, pinned_job_variables(dep, reference), pool.template, pool.template_display)
+        except SlipwayError as exc:
+            findings.append(Finding.of("job_variables", exc))
+        if "parameter_schema" in result:
+            try:
+                validate_parameters(dep, result["parameter_schema"], [], declarations.filename)
+            except SlipwayError as exc:
+                findings.append(Finding.of("parameters", exc))
+    return findings
 
 
 _VALIDATORS: dict[str, Any] = {}  # a schema's canonical JSON -> its validator, checked and built once
@@ -296,6 +333,14 @@ def validate_parameters(deployment: ResolvedDeployment, schema: dict[str, Any], 
 
 # --- job variables -----------------------------------------------------------------------------------------
 
+# The fix for a job variable a team brings from another pool type, where "use one of ..." would not say it.
+UNKNOWN_JOB_VARIABLE_FIXES = {
+    "pip_packages": "this pool installs nothing when a flow run starts (pip_packages is Prefect's managed "
+                    "pools'): add the packages to the runtime lock the image installs (requirements/runtime.txt) "
+                    "and remove pip_packages; the release image then holds them, pinned",
+}
+
+
 def validate_job_variables(deployment: ResolvedDeployment, job_variables: dict[str, Any],
                            base_job_template: dict[str, Any], pool_display: str) -> None:
     """Keys must exist in the pool's variables; values must match their schema (as the server checks)."""
@@ -307,7 +352,7 @@ def validate_job_variables(deployment: ResolvedDeployment, job_variables: dict[s
             where = deployment.job_variables_source.get(key, f"job_variables.{key}")
             raise SlipwayError(
                 f"{where}: unknown job variable for work pool {pool_display} (Prefect would ignore it)",
-                f"use one of: {', '.join(sorted(known))}")
+                UNKNOWN_JOB_VARIABLE_FIXES.get(top) or f"use one of: {', '.join(sorted(known))}")
     problem = schema_problem(job_variables, variables, f"{pool_display}: variables")
     if problem is not None:
         path, message = problem

@@ -22,7 +22,7 @@ from slipway.errors import SlipwayError
 from slipway.image.cache import BuildCache
 from slipway.image.engine import BuildFailed, image_exists, stream_build
 from slipway.output import Reporter
-from slipway.project.config import Project
+from slipway.project.config import CONFIG_FILE, Project
 
 BASE_REPOSITORY = "slipway-base"
 RUNTIME_LOCK = "requirements/runtime.txt"
@@ -69,8 +69,15 @@ def bootstrap_os_base(project: Project, name: str) -> None:
 
 def _file_inputs(project: Project) -> hashlib._Hash:
     digest = hashlib.sha256()
-    for relative in (project.config.base.dockerfile, RUNTIME_LOCK):
-        digest.update(relative.encode() + b"\0" + project.resolve(relative).read_bytes() + b"\0")
+    for relative, what, fix in (
+            (project.config.base.dockerfile, "the base image's Dockerfile",
+             f"create it (README.md 'Dependency locks'), or name yours in {CONFIG_FILE} base.dockerfile"),
+            (RUNTIME_LOCK, "the runtime lock", "create it: the locked runtime (README.md 'Dependency locks')")):
+        try:
+            data = project.resolve(relative).read_bytes()
+        except FileNotFoundError as exc:
+            raise SlipwayError(f"{relative} ({what}) not found in {project.root}", fix) from exc
+        digest.update(relative.encode() + b"\0" + data + b"\0")
     return digest
 
 

@@ -139,10 +139,10 @@ def content_files(project: Project) -> list[str]:
     return sorted(p for p in found if (context / p).is_file())
 
 
-def refuse_ignored_inputs(project: Project, files: list[str]) -> None:
-    """The files read from the working tree to build the release (the content image's Dockerfile and build
-    context, the base's Dockerfile and lock, the two configuration files) must be in Git: an ignored one
-    (GitHub's Python template ignores build/, lib/, env/, ...) would make another clone's image differ."""
+def release_inputs(project: Project, files: list[str]) -> dict[str, str]:
+    """The files read from the working tree to build the release, each with what it is: the content image's
+    Dockerfile and build context (`files`, content_files), the base's Dockerfile and lock, the two
+    configuration files."""
     context = project.resolve(project.config.image.context)
     needed = {str((context / name).relative_to(project.root)): "in the content image's build context"
               for name in files if (context / name).is_relative_to(project.root)}
@@ -150,14 +150,25 @@ def refuse_ignored_inputs(project: Project, files: list[str]) -> None:
                    project.config.base.dockerfile: "the base image's Dockerfile",
                    RUNTIME_LOCK: "the runtime lock", CONFIG_FILE: "slipway's configuration",
                    project.config.deployments: "the deployments"})
-    refuse_ignored(project.root, needed)
+    return needed
+
+
+def entry_point_files(declarations: Declarations) -> dict[str, str]:
+    """Every entry point's file, with the deployment it is the entry point of."""
+    return {decl.entrypoint.rpartition(":")[0]: f"the entry point of '{decl.name}'"
+            for decl in declarations.deployments}
+
+
+def refuse_ignored_inputs(project: Project, files: list[str]) -> None:
+    """The release's inputs (release_inputs) must be in Git: an ignored one (GitHub's Python template ignores
+    build/, lib/, env/, ...) would make another clone's image differ."""
+    refuse_ignored(project.root, release_inputs(project, files))
 
 
 def refuse_ignored_entry_points(project: Project, declarations: Declarations) -> None:
     """Every entry point's file must be in Git: code layers are written from the commit, so an ignored flow
     file would be missing from the image (the probe would only say it cannot import it)."""
-    refuse_ignored(project.root, {decl.entrypoint.rpartition(":")[0]: f"the entry point of '{decl.name}'"
-                                  for decl in declarations.deployments})
+    refuse_ignored(project.root, entry_point_files(declarations))
 
 
 def content_inputs(project: Project, files: list[str]) -> str:

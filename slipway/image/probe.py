@@ -28,6 +28,17 @@ PROBE_MARKER = "SLIPWAY-PROBE-RESULT "
 PROBE_TIMEOUT_SECONDS = 300
 PROBE_LABEL = "io.slipway.purpose"
 PROBE_PURPOSE = "entrypoint-probe"  # PROBE_LABEL's value on the probe's container and its candidate image
+# Prefect without an API URL starts a temporary server of its own for a client call (its "ephemeral mode"):
+# in the probe's container (no network, a read-only home) that fails after ~30 s. Off, a module that calls
+# the API at import time (a Block.load at module level) fails at once, with Prefect's own message.
+PROBE_ENVIRONMENT = {"PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "false", "PREFECT_SERVER_EPHEMERAL_ENABLED": "false"}
+# What an import error says when the module does work at import time that needs the network (see
+# import_time_hint): Prefect's API (a block loaded, a variable read) or any other connection.
+_PREFECT_API_SIGNS = ("no prefect api url", "ephemeral prefect api", "prefect_api_url", "block document",
+                      "unable to find block")
+_CONNECTION_SIGNS = ("connection refused", "connecterror", "connectionerror", "name or service not known",
+                     "temporary failure in name resolution", "network is unreachable", "could not connect",
+                     "operationalerror", "timed out", "nodename nor servname")
 
 # The container's command: it runs the script that arrives as the first line of stdin (a JSON string), so
 # the command line holds nothing but this.
@@ -103,6 +114,21 @@ print("__MARKER__" + json.dumps(results), flush=True)
 '''
 
 
+def import_time_hint(error: str) -> str | None:
+    """The fix for an entry point that fails to import because its module does work at import time that
+    needs Prefect's API or the network (the probe imports it with neither, as a deploy without them would);
+    None when the error does not look like that."""
+    lowered = error.lower()
+    if any(sign in lowered for sign in _PREFECT_API_SIGNS):
+        return ("the module calls Prefect's API at import time (a Block.load or Variable.get at module level?), "
+                "and the probe imports it without one: move that call into the flow function or a task, which "
+                "run with the API")
+    if any(sign in lowered for sign in _CONNECTION_SIGNS):
+        return ("the module opens a connection at import time (a database, an HTTP client), and the probe imports "
+                "it without a network: open it inside the flow function or a task")
+    return None
+
+
 def script_line() -> bytes:
     """The first line the probe reads: its script (run by PROBE_BOOTSTRAP)."""
     return (json.dumps(_PROBE_SCRIPT.replace("__MARKER__", PROBE_MARKER)) + "\n").encode()
@@ -121,7 +147,7 @@ def start_probe(client, image: str, app_dir: str) -> RunningProbe:
     try:
         created = client.api.create_container(
             image, command=["-c", PROBE_BOOTSTRAP], entrypoint=["python"], stdin_open=True, network_disabled=True,
-            working_dir=app_dir, labels={PROBE_LABEL: PROBE_PURPOSE},
+            working_dir=app_dir, labels={PROBE_LABEL: PROBE_PURPOSE}, environment=PROBE_ENVIRONMENT,
         )
     except docker.errors.ImageNotFound as exc:
         raise SlipwayError(f"image {image} is not in the local Docker engine",

@@ -14,11 +14,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from slipway.errors import SlipwayError
+from slipway.errors import Finding, SlipwayError
 from slipway.project.secrets import check_not_secret_paths
 
 CONFIG_FILE = "slipway.yaml"
 LOCAL_ENVIRONMENT = "local"
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1")  # where `up` publishes the embedded default
 # libyaml's parser when PyYAML has it (the wheels do): a thousand declarations parse in ~0.1 s, not ~1 s.
 YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # A Kubernetes object name (DNS-1123 subdomain), and a Prefect block document name.
@@ -236,6 +237,15 @@ class Project:
     def resolve(self, relative: str) -> Path:
         return (self.root / relative).resolve()
 
+    def up_serves(self, env: EnvironmentConfig) -> tuple[bool, bool]:
+        """Whether `up` (the embedded default, slipway/stack.py) starts `env`'s registry, and its Prefect
+        server: it starts the `local` environment's, on this machine. A hint names `up` only then."""
+        local = self.config.environments.get(LOCAL_ENVIRONMENT)
+        if local is None:
+            return False, False
+        return (env.registry.host == local.registry.host and env.registry.host.split(":")[0] in LOOPBACK_HOSTS,
+                env.prefect.api_url.rstrip("/") == local.prefect.api_url.rstrip("/"))
+
 
 README_SECTION = "README.md 'Configuration'"
 
@@ -292,6 +302,28 @@ def load_project(root: Path | str = ".") -> Project:
     if isinstance(data, dict) and "slipway" in data:  # first: a newer slipway.yaml may have keys this one lacks
         require_slipway_version(data["slipway"])
     return Project(root, parse_config(data), path)
+
+
+def check_project(root: Path | str = ".") -> tuple[Project | None, list[Finding]]:
+    """load_project for `doctor`: the version range and the configuration, each a finding instead of an
+    error (the range is checked, and the file still read, when this slipway is outside it). None when the
+    file cannot be read as a configuration."""
+    root = Path(root).resolve()
+    path = root / CONFIG_FILE
+    try:
+        data = load_yaml(path)
+    except SlipwayError as exc:
+        return None, [Finding.of("config", exc)]
+    findings = []
+    if isinstance(data, dict) and "slipway" in data:
+        try:
+            require_slipway_version(data["slipway"])
+        except SlipwayError as exc:
+            findings.append(Finding.of("version", exc))
+    try:
+        return Project(root, parse_config(data), path), findings
+    except SlipwayError as exc:
+        return None, [*findings, Finding.of("config", exc)]
 
 
 def require_slipway_version(wanted: Any) -> None:

@@ -400,7 +400,7 @@ class Declarations:
 
 # Keys of a prefect.yaml that slipway owns: ignored, one warning per key saying which step slipway does instead.
 _STEPS = {
-    "build": "slipway builds the image (slipway.yaml image.dockerfile, `make image`)",
+    "build": "slipway builds the image (slipway.yaml image.dockerfile)",
     "push": "slipway pushes the image to each environment's registry",
     "pull": "slipway sets the pull step (the working directory inside the release image)",
 }

@@ -150,15 +150,21 @@ def ignore_rules(root: Path, paths: list[str]) -> dict[str, str]:
             for i in range(0, len(fields) - 3, 4) if fields[i]}
 
 
-def refuse_ignored(root: Path, needed: dict[str, str]) -> None:
-    """One error naming the first file the release needs (`needed`: path -> what it is) that Git ignores,
-    and the rule that hides it: a release built here from it could not be built from a clone."""
+def ignored(root: Path, needed: dict[str, str]) -> list[SlipwayError]:
+    """One error per file the release needs (`needed`: path -> what it is) that Git ignores, each naming the
+    rule that hides it: a release built here from it could not be built from a clone."""
     hidden = ignore_rules(root, sorted(needed))
-    if hidden:
-        path = min(hidden)
-        more = f" (and {len(hidden) - 1} more)" if len(hidden) > 1 else ""
-        raise SlipwayError(
-            f"{path} ({needed[path]}) is ignored by Git ({hidden[path]}){more}, so a clone of this commit would "
-            "not have it",
-            f"track it (`git add -f {path}`) or narrow that rule, and commit; `git check-ignore -v {path}` "
-            "shows the rule")
+    return [SlipwayError(f"{path} ({needed[path]}) is ignored by Git ({hidden[path]}), so a clone of this commit "
+                         "would not have it",
+                         f"track it (`git add -f {path}`) or narrow that rule, and commit; `git check-ignore -v "
+                         f"{path}` shows the rule")
+            for path in sorted(hidden)]
+
+
+def refuse_ignored(root: Path, needed: dict[str, str]) -> None:
+    """The first of `ignored` as the error, saying how many more there are."""
+    found = ignored(root, needed)
+    if found:
+        first = found[0]
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise SlipwayError(first.message + more, first.fix)

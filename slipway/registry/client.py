@@ -19,6 +19,7 @@ from urllib.parse import urlencode, urljoin
 
 import requests
 
+from slipway.cli import program_name
 from slipway.errors import SlipwayError
 from slipway.project.config import EnvironmentConfig
 
@@ -73,6 +74,7 @@ class RegistryClient:
         self.host = env.registry.host
         self.repository = env.repository
         self.scheme = "http" if env.registry.insecure else "https"
+        self.up_starts_it = False  # `slipway up` starts this registry (Project.up_serves): the hint names it
         self._session = requests.Session()
         self._credentials: Any = _UNSET
         self._challenge: tuple[str, dict[str, str]] | None = None  # (scheme, params) of the last 401
@@ -358,8 +360,8 @@ class RegistryClient:
                 "otherwise install the registry's CA certificate (REQUESTS_CA_BUNDLE)") from exc
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
             reason = _connection_reason(exc)
-            fix = ("start it with `make up`" if self.host.split(":")[0] in ("localhost", "127.0.0.1")
-                   else "check the address, your network and any proxy settings")
+            fix = (f"start it with `{program_name()} up`" if self.up_starts_it
+                   else "start it, or check the address, your network and any proxy settings")
             raise SlipwayError(f"registry {self.host} ({self._address_field()}) is unreachable: {reason}",
                                fix) from exc
 

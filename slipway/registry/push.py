@@ -149,7 +149,7 @@ def push_fix(message: str) -> str:
     if "immutable" in lowered or "cannot be overwritten" in lowered:
         return "the tag exists with another image: deploy the release already pushed"
     if "connection refused" in lowered or "no such host" in lowered or "timeout" in lowered:
-        return "check that the registry is reachable from the Docker engine (`make up` for local)"
+        return "check that the registry runs and that the Docker engine reaches it at that address"
     if "http response to https client" in lowered:
         return "add the registry to the Docker engine's insecure-registries, or serve it over TLS"
     return "see the Docker engine's log for details"

@@ -1,7 +1,7 @@
 """Service containers for the integration tests and the benchmarks, started with testcontainers.
 
 Every image is built here, on the Debian base slipway uses (nothing can be pulled on an air-gapped machine):
-the registry (Debian's docker-registry, images/registry/), PostgreSQL (Debian's postgresql, images/postgres/)
+the registry (Debian's docker-registry, slipway/stack_images/registry/), PostgreSQL (Debian's postgresql, slipway/stack_images/postgres/)
 and the Prefect server (the runtime base image, the very Prefect the flows run with). Each container starts
 with a wait strategy, publishes its port on a random loopback port, and carries two kinds of labels:
 testcontainers' own (`org.testcontainers*`, which its reaper Ryuk removes when the test process dies) and the

@@ -111,7 +111,8 @@ def test_unreachable_registry_is_one_clear_line(docker_engine, project_repo, bui
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: registry localhost:") and "is unreachable: connection refused" in last
-    assert "environments.nowhere.registry.address" in last and "make up" in last
+    assert "environments.nowhere.registry.address" in last and "start it, or check the address" in last
+    assert " up`" not in last  # `up` starts the local environment's registry, not this one: never suggested
 
 
 def test_no_image_for_head_tells_to_run_make_image(docker_engine, registry, project_repo):

@@ -366,8 +366,7 @@ def test_a_prefect_yaml_deploys_with_one_warning_per_key_slipway_owns(world):
     anyio.run(pipeline.deploy, world.workspace(stream), world.target())
     warnings = [line for line in stream.getvalue().splitlines() if line.startswith("warning:")]
     assert warnings == [
-        "warning: deployments.yaml: build: ignored: slipway builds the image (slipway.yaml image.dockerfile, "
-        "`make image`)",
+        "warning: deployments.yaml: build: ignored: slipway builds the image (slipway.yaml image.dockerfile)",
         "warning: deployments.yaml: push: ignored: slipway pushes the image to each environment's registry",
         "warning: deployments.yaml: pull: ignored: slipway sets the pull step (the working directory inside the "
         "release image)",
