@@ -6,11 +6,17 @@ workers cannot start looks like. `start_timeout` is 2 s, so each case costs a de
 """
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
+
 import anyio
 import pytest
 import yaml
 
 from tests.deploy.conftest import prefect_state
+from tests.kit.repo import REPO_ROOT
 
 pytestmark = [pytest.mark.docker, pytest.mark.parametrize("prefect_server", ["sqlite"], indirect=True)]
 
@@ -142,3 +148,41 @@ def test_verify_names_a_deployment_the_release_lacks_before_anything_is_written(
     assert outcome.error.startswith(f"error: slipway.yaml: environments.local.verify.parameters.{smoke_name(proj)}"
                                     ".fail: ")
     assert all(d is None for d in prefect_state(proj.server.api_url, names(proj)).values())
+
+
+def test_a_release_terminated_while_verifying_says_how_to_finish_and_rollback_finishes(project, cli):
+    """SIGTERM (a cancelled CI job) while the run waits for a worker: the release stays live, unverified, its
+    run cancelled, the lease given back; the one line's `make rollback ENV=local` finishes at once."""
+    proj, root = project, str(project.root)
+    release_with_verify(proj, message="A")
+    first = cli("deploy", "--env", "local", "--json", "--no-verify", "--root", root)
+    a_digest = first.json()["reference"].rpartition("@")[2]
+    b_sha = release_with_verify(proj, message="B", start_timeout="5m")
+    proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "build.py"), "deploy", "--env", "local", "--root", root],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while not verification_runs(proj.server.api_url, smoke_name(proj)):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.5)
+    time.sleep(1.5)  # the run is being followed
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert [ln for ln in stderr.splitlines() if ln.startswith("error: ")] == [
+        "error: interrupted; run the same command again to finish what it started"]
+    assert (f"interrupted while verifying release {b_sha[:12]}: it is live in 'local', not verified, its "
+            f"verification run cancelled; to undo it: make rollback ENV=local TAG=") in stderr
+    assert f"to verify it: make rollback ENV=local TAG={b_sha[:12]} VERIFY=1" in stderr
+    [run] = verification_runs(proj.server.api_url, smoke_name(proj))
+    assert run.state.type.value == "CANCELLED"  # no late worker runs it
+    b_digest = history(cli, proj)[0]["release"]["digest"]
+    assert b_digest != a_digest and set(pinned(proj).values()) == {(b_digest, False)}
+    assert history(cli, proj)[0]["verb"] == "deploy"  # not recorded verified
+
+    started = time.monotonic()
+    back = cli("rollback", "--env", "local", "--root", root)  # what the line says (make rollback ENV=local)
+    assert back.code == 0, back.stderr
+    assert "waiting for another release" not in back.stderr  # the lease was given back on the way out
+    assert time.monotonic() - started < 60
+    assert set(pinned(proj).values()) == {(a_digest, False)}
