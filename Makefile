@@ -9,6 +9,9 @@ DIRTY_FLAG := $(if $(filter 1 true yes,$(ALLOW_DIRTY)),--allow-dirty,)
 # MESSAGE="why": recorded with the release in the environment's history (deploy, rollback). Passed through the
 # environment, not spliced into the command line, so any text is safe.
 export SLIPWAY_MESSAGE := $(MESSAGE)
+# NO_VERIFY=1: deploy/release skip the environment's verify: smoke run; VERIFY=1: rollback runs it (reports only).
+export SLIPWAY_NO_VERIFY := $(NO_VERIFY)
+export SLIPWAY_VERIFY := $(VERIFY)
 UV := $(PY) -m uv
 LOCK_FLAGS := --python-version 3.11 --exclude-newer 2026-10-07 --generate-hashes --quiet
 

@@ -46,6 +46,7 @@ from slipway.deploy.validate import (
     pool_state,
     validate_release,
 )
+from slipway.deploy.verify import NotFollowed, Verification, run_verification, verify_parameters
 from slipway.errors import Finding, SlipwayError
 from slipway.image import release_layer
 from slipway.image.build import (
@@ -72,7 +73,7 @@ from slipway.image.engine import docker_client, pull
 from slipway.image.probe import probe_requests
 from slipway.image.release_layer import ReleaseLayer
 from slipway.output import Reporter
-from slipway.project.config import CONFIG_FILE, Project, check_project
+from slipway.project.config import CONFIG_FILE, Project, VerifyConfig, check_project
 from slipway.project.dbt import dbt_projects
 from slipway.project.declarations import Declarations, load_declarations, refuse_project_secrets
 from slipway.project.git import GitFacts, ignored, is_ancestor, read_git_facts
@@ -318,7 +319,7 @@ async def plan(ws: Workspace, target: Target, prune: bool = False) -> tuple[Plan
 
 
 async def deploy(ws: Workspace, target: Target, allow_downgrade: bool = False, prune: bool = False,
-                 message: str | None = None) -> Plan | Unchanged:
+                 message: str | None = None, verify: bool = True) -> Plan | Unchanged:
     """Register every deployment pinned to HEAD's image digest, pushing the image first when needed; pause (or
     with `prune` delete) this environment's deployments the release no longer declares; record the release in
     the environment's history. A redeploy of what a full run left unchanged is told without Prefect's client
@@ -332,16 +333,19 @@ async def deploy(ws: Workspace, target: Target, allow_downgrade: bool = False, p
     head = find_head_release(ws, target)
     async with target.connect() as api:
         validated = await validate_head(ws, target, api, head, config)
-        return await apply_head(ws, target, api, head, validated, allow_downgrade, prune, message)
+        return await apply_head(ws, target, api, head, validated, allow_downgrade, prune, message, verify)
 
 
 async def apply_head(ws: Workspace, target: Target, api: PrefectApi, head: HeadRelease,
                      validated: ValidatedRelease, allow_downgrade: bool, prune: bool = False,
-                     message: str | None = None) -> Plan:
+                     message: str | None = None, verify: bool = True) -> Plan:
     """The writing half of deploy, every check passed: push HEAD's image when the registry lacks it, then
-    write what differs, holding the environment's release lease (deploy/lease.py)."""
+    write what differs, holding the environment's release lease (deploy/lease.py); then, under the same lease,
+    the release's smoke run when the environment has `verify:` (deploy/verify.py, `verify_applied`)."""
     head_digest = head.pushed.digest if head.pushed else None
     pool_name = validated.pool.name
+    checks = verification_of(ws, validated, verify)
+    skipped = {"verification": "skipped (--no-verify)"} if not verify and validated.config.env.verify else None
     await refuse_takeover(api, target, validated)  # before the push: another environment's deployments
     if not allow_downgrade:  # a stale CI job must not undo a newer release: said before any write...
         await guard_downgrade(ws, target, api, pool_name, head_digest)
@@ -349,9 +353,14 @@ async def apply_head(ws: Workspace, target: Target, api: PrefectApi, head: HeadR
         unchanged = await plan_pushed(api, validated, head.pushed, ws.commit, target, prune)
         if unchanged.writes == 0:
             ws.reporter.step(f"{target.name} already runs {head.pushed.reference}: nothing to write")
-            await record_applied(api, target, "deploy", release_of(ws, head.pushed), unchanged, message,
-                                 ws.reporter)  # records only a release the history does not end with yet
-            await remember_unchanged(ws, target, validated, head.pushed, unchanged, allow_downgrade, prune)
+            release_ref = release_of(ws, head.pushed)
+            await record_applied(api, target, "deploy", release_ref, unchanged, message, ws.reporter,
+                                 skipped)  # records only a release the history does not end with yet
+            if checks is not None and not await already_verified(api, target, release_ref.digest):
+                async with release_lease(api, target.name, ws.reporter) as lease:  # it may roll back
+                    await verify_applied(ws, target, api, checks, release_ref, unchanged, lease)
+            if skipped is None:
+                await remember_unchanged(ws, target, validated, head.pushed, unchanged, allow_downgrade, prune)
             return unchanged
     async with release_lease(api, target.name, ws.reporter) as lease:
         if not allow_downgrade:  # ...and checked again once no other release can write meanwhile
@@ -365,8 +374,11 @@ async def apply_head(ws: Workspace, target: Target, api: PrefectApi, head: HeadR
             ws.reporter.step(f"{pushed.reference} is in the registry: nothing to push")
         result = await plan_pushed(api, validated, pushed, ws.commit, target, prune)
         await apply_plan(api, result, ws.reporter, lease=lease)
-        await record_applied(api, target, "deploy", release_of(ws, pushed), result, message, ws.reporter)
-        await remember_unchanged(ws, target, validated, pushed, result, allow_downgrade, prune)
+        await record_applied(api, target, "deploy", release_of(ws, pushed), result, message, ws.reporter, skipped)
+        if checks is not None:
+            await verify_applied(ws, target, api, checks, release_of(ws, pushed), result, lease)
+        if skipped is None:
+            await remember_unchanged(ws, target, validated, pushed, result, allow_downgrade, prune)
     return result
 
 
@@ -425,7 +437,8 @@ async def plan_pushed(api: PrefectApi, validated: ValidatedRelease, pushed: Push
 
 
 async def release(ws: Workspace, target: Target, allow_dirty: bool = False, allow_downgrade: bool = False,
-                  prune: bool = False, message: str | None = None) -> tuple[BuiltImage | None, Plan | Unchanged]:
+                  prune: bool = False, message: str | None = None,
+                  verify: bool = True) -> tuple[BuiltImage | None, Plan | Unchanged]:
     """`make image deploy` in one process: HEAD's image (unless the registry already holds HEAD's release),
     then deploy. Work that does not depend on each other overlaps: the content image is found (or built) and
     the probe's container started, importing Prefect in the image, while the declarations load (importing
@@ -437,7 +450,7 @@ async def release(ws: Workspace, target: Target, allow_dirty: bool = False, allo
     if not ws.commit.dirty and target.registry.manifest_digest(ws.commit.image_tags()[0]) is not None:
         ws.reporter.step(f"{target.repository} already holds HEAD's release ({ws.commit.short_sha}): "
                          "nothing to build or push")
-        return None, await deploy(ws, target, allow_downgrade, prune, message)
+        return None, await deploy(ws, target, allow_downgrade, prune, message, verify)
     engine, cache, code = ws.engine, target.build_cache(), code_layers(ws.project, ws.commit)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="slipway-docker") as docker_work:
         # The content image, then the probe's container in content + code, which imports Prefect while this
@@ -466,7 +479,8 @@ async def release(ws: Workspace, target: Target, allow_dirty: bool = False, allo
                                                target.reference(PLACEHOLDER_DIGEST), ws.reporter)
             await anyio.to_thread.run_sync(loaded.result)
             head = HeadRelease(built.reference, layer, None, find_local_image(engine, ws.project, ws.commit), built)
-            return built, await apply_head(ws, target, api, head, validated, allow_downgrade, prune, message)
+            return built, await apply_head(ws, target, api, head, validated, allow_downgrade, prune, message,
+                                           verify)
 
 
 def discard_unasked(started: Future) -> None:
@@ -477,11 +491,12 @@ def discard_unasked(started: Future) -> None:
 
 # --- rollback ----------------------------------------------------------------------------------------------
 
-async def rollback(ws: Workspace, target: Target, ref: str | None, message: str | None = None) -> RolledBack:
+async def rollback(ws: Workspace, target: Target, ref: str | None, message: str | None = None,
+                   verify: bool = False) -> RolledBack:
     """Re-register release `ref` (tag, SHA or SHA prefix; None: the release that was live before the current
     one, from the environment's history): its image digest and its own configuration, read from the registry
     (no build, no push, no layer pulled). This environment's deployments that the release does not have are
-    paused, not deleted."""
+    paused, not deleted. `verify`: then the release's own smoke run (deploy/verify.py), which only reports."""
     if ref is None:
         async with target.connect() as api:
             found = await release_before_current(api, target, ws.reporter)
@@ -491,22 +506,44 @@ async def rollback(ws: Workspace, target: Target, ref: str | None, message: str 
     if found.dirty and not target.accepts_dirty:
         raise SlipwayError(f"{target.repository}:{found.sorted_tags()[0]} was built from uncommitted changes",
                            "roll back to a committed release")
+    async with target.connect() as api:
+        validated = await validate_stored(ws, target, api, found)
+        checks = verification_of(ws, validated, verify) if verify else None
+        if verify and checks is None:
+            raise SlipwayError(f"release {found.version} has no verify: settings for '{target.name}' in its "
+                               f"{CONFIG_FILE}", "roll back without --verify (VERIFY=1)")
+        async with release_lease(api, target.name, ws.reporter) as lease:
+            result = await apply_stored(ws, target, api, found, validated, lease, message)
+            if checks is not None:
+                await verify_applied(ws, target, api, checks, ref_of(found), result, lease, report_only=True)
+    return RolledBack(found, result)
+
+
+async def validate_stored(ws: Workspace, target: Target, api: PrefectApi, found: Release) -> ValidatedRelease:
+    """A release from the registry, validated for the environment with its own configuration."""
     layer = read_release_layer(target.registry, found)
     reference = target.reference(found.digest)
     ws.reporter.step(f"release {found.version} ({(found.revision or '')[:12]}, {found.digest[:19]}): "
                      "configuration read from the registry")
     config = ReleaseConfig.from_layer(layer, target.name, reference)
-    async with target.connect() as api:
-        config = await with_pull_credentials(api, target, config)  # the working tree's: infrastructure
-        pool = pool_state(config, ws.project, await api.read_work_pool(config.env.work_pool.name))
-        validated = await validate_release(config, pool, layer, reference, reference, ws.reporter)
-        async with release_lease(api, target.name, ws.reporter) as lease:
-            result = await plan_release(api, validated, reference, found.commit(ws.project.root), target,
-                                        reference)
-            await apply_plan(api, result, ws.reporter, verb="rollback", lease=lease)
-            release_ref = ReleaseRef(found.digest, found.revision, found.version, found.sorted_tags())
-            await record_applied(api, target, "rollback", release_ref, result, message, ws.reporter)
-    return RolledBack(found, result)
+    config = await with_pull_credentials(api, target, config)  # the working tree's: infrastructure
+    pool = pool_state(config, ws.project, await api.read_work_pool(config.env.work_pool.name))
+    return await validate_release(config, pool, layer, reference, reference, ws.reporter)
+
+
+async def apply_stored(ws: Workspace, target: Target, api: PrefectApi, found: Release,
+                       validated: ValidatedRelease, lease, message: str | None,
+                       details: dict[str, str] | None = None) -> Plan:
+    """The writing half of rollback (the lease held): the release's deployments re-registered, recorded."""
+    reference = target.reference(found.digest)
+    result = await plan_release(api, validated, reference, found.commit(ws.project.root), target, reference)
+    await apply_plan(api, result, ws.reporter, verb="rollback", lease=lease)
+    await record_applied(api, target, "rollback", ref_of(found), result, message, ws.reporter, details)
+    return result
+
+
+def ref_of(found: Release) -> ReleaseRef:
+    return ReleaseRef(found.digest, found.revision, found.version, found.sorted_tags())
 
 
 async def release_before_current(api: PrefectApi, target: Target, reporter: Reporter) -> Release:
@@ -530,6 +567,123 @@ async def release_before_current(api: PrefectApi, target: Target, reporter: Repo
     reporter.step(f"rolling back '{target.name}' from {last.release.short} ({last.verb} by {last.actor} at "
                   f"{last.time}) to {before.short}, the release live before it")
     return found
+
+
+# --- verification (deploy/verify.py): the smoke run after a deploy, and what a failure leads to ------------
+
+@dataclass(frozen=True)
+class VerifyChecks:
+    """A release's verify: settings, checked against its deployments before anything is written."""
+
+    settings: VerifyConfig
+    names: list[str]  # every deployment of the release: what is paused when there is nothing to roll back to
+
+
+def verification_of(ws: Workspace, validated: ValidatedRelease, enabled: bool) -> VerifyChecks | None:
+    """The release's verification, when its environment has one and it is not skipped (said once)."""
+    settings = validated.config.env.verify
+    if settings is None:
+        return None
+    if not enabled:
+        ws.reporter.warn(f"verification of '{validated.config.env_name}' skipped (--no-verify): the history "
+                         "records the release as not verified")
+        return None
+    verify_parameters(settings, validated, validated.config.env_name)
+    return VerifyChecks(settings, [d.full_name for d in validated.deployments])
+
+
+async def already_verified(api: PrefectApi, target: Target, digest: str) -> bool:
+    history = await read_history(api, history_key(target.repository, target.name), limit=1)
+    return bool(history) and history[0].release.digest == digest and \
+        history[0].details.get("verification") == "verified"
+
+
+async def verify_applied(ws: Workspace, target: Target, api: PrefectApi, checks: VerifyChecks,
+                         release: ReleaseRef, plan: Plan, lease, report_only: bool = False) -> Verification:
+    """Run the release's smoke run (the lease held since the writes) and act on its end: recorded verified;
+    else rolled back to the release live before it (`on_failure: rollback`, through rollback's own path),
+    its deployments paused when there is none (an environment's first release), or left live (`keep`, and
+    `rollback --verify`, which only reports). A failure exits non-zero with one line saying what was done."""
+    key = history_key(target.repository, target.name)
+    history = await read_history(api, key, limit=1)
+    last = history[0] if history else None
+    before = (last.previous if last.release.digest == release.digest else last.release) if last else None
+    name = release.version or release.digest[:19]
+    finish = (f"make rollback ENV={target.name}" + (f" TAG={before.version}" if before and before.version else "")
+              if before else f"pause its deployments in Prefect, or release a fixed commit (make deploy "
+                             f"ENV={target.name})")
+    ids = {n: live.id for n, live in (await api.read_deployments(checks.settings.deployments)).items() if live}
+    try:
+        verification = await run_verification(api, checks.settings, ids, name, ws.reporter, lease)
+    except NotFollowed as exc:
+        raise SlipwayError(f"release {name} is live in '{target.name}' but its verification could not be followed "
+                           f"({exc.deployment}: run {exc.run_name}, {exc.url}: the Prefect server stopped answering: "
+                           f"{exc.cause}); nothing was rolled back",
+                           f"read the run's end in the UI; if it failed: {finish}; to verify again: "
+                           f"make rollback ENV={target.name} TAG={name} VERIFY=1") from exc
+    except Exception:
+        raise
+    except BaseException:  # Ctrl-C, SIGTERM: the run was cancelled (verify.py); say what stands
+        ws.reporter.warn(f"interrupted while verifying release {name}: it is live in '{target.name}', not "
+                         f"verified, its verification run cancelled; to undo it: {finish}; to verify it: "
+                         f"make rollback ENV={target.name} TAG={name} VERIFY=1")
+        raise
+    data = {"release": name, "environment": target.name, **verification.to_json()}
+    ws.reporter.record("verify", data)  # the CI step summary shows the runs and their links, pass or fail
+    plan.verification = verification.to_json()
+    failed = verification.failed
+    runs = ", ".join(f"{r.run_name} ({r.run_id})" for r in verification.runs)
+    if failed is None:
+        await _record_verify(api, target, release, before, {"verification": "verified", "run": runs}, ws.reporter)
+        ws.reporter.step(f"release {name} verified in '{target.name}' ({runs})")
+        return verification
+    reason = f"release {name} failed verification ({failed.describe()})"
+    details = {"verification": "failed", "run": f"{failed.run_name} ({failed.run_id}) {failed.state}"}
+    if report_only or checks.settings.on_failure == "keep":
+        await _record_verify(api, target, release, before, details, ws.reporter)
+        why = "rollback --verify only reports" if report_only else "verify.on_failure is keep"
+        raise SlipwayError(f"{reason}; it stays live ({why})",
+                           f"see {failed.url}; roll back with {finish}" if before else f"see {failed.url}")
+    if before is None:
+        await _pause_first_release(api, checks.names, lease)
+        await _record_verify(api, target, release, None, {**details, "paused": ", ".join(checks.names)},
+                             ws.reporter)
+        raise SlipwayError(f"{reason}; it is the first release of '{target.name}', so there is nothing to roll "
+                           f"back to: its {len(checks.names)} deployment(s) are paused",
+                           f"see {failed.url}; release a fixed commit (make deploy ENV={target.name}), or "
+                           "resume them in Prefect to run this release anyway")
+    ws.reporter.step(f"{reason}: rolling back '{target.name}' to {before.short}, the release live before it")
+    try:
+        found = release_at(target.registry, before.digest, before.tags)
+        validated = await validate_stored(ws, target, api, found)
+        await apply_stored(ws, target, api, found, validated, lease, f"automatic rollback: {reason}",
+                           {**details, "failed_release": name})
+    except SlipwayError as exc:
+        raise SlipwayError(f"{reason}; rolling back to {before.short} failed ({exc.message}); release {name} is "
+                           "still live", f"finish it: {finish}") from exc
+    raise SlipwayError(f"{reason}; rolled back to {before.version or before.short}",
+                       f"see {failed.url}; fix the release and deploy it again (history: make releases "
+                       f"ENV={target.name})")
+
+
+async def _record_verify(api: PrefectApi, target: Target, release: ReleaseRef, before: ReleaseRef | None,
+                         details: dict[str, str], reporter: Reporter) -> None:
+    """The verification's end as one more history entry of the live release (`previous` stays the release it
+    replaced, so a later `rollback` without TAG still goes back to that one)."""
+    entry = new_entry("verify", target.name, release, before, None, details)
+    try:
+        await write_entry(api, history_key(target.repository, target.name), entry)
+    except SlipwayError as exc:
+        reporter.warn(f"the verification's end was not recorded in the history of '{target.name}' ({exc.message})")
+        return
+    reporter.step(f"recorded in the history of '{target.name}': {entry.describe()}")
+
+
+async def _pause_first_release(api: PrefectApi, names: list[str], lease) -> None:
+    for live in (await api.read_deployments(names)).values():
+        if live is not None and not live.paused:
+            lease.check()
+            await api.pause_deployment(live)
 
 
 # --- promote -----------------------------------------------------------------------------------------------
@@ -765,11 +919,11 @@ async def record_release(api: PrefectApi, target: Target, verb: str, release: Re
 
 
 async def record_applied(api: PrefectApi, target: Target, verb: str, release: ReleaseRef, plan: Plan,
-                         message: str | None, reporter: Reporter) -> None:
+                         message: str | None, reporter: Reporter, details: dict[str, str] | None = None) -> None:
     """record_release after an apply. The release is live by now, so a failure to record is a warning that says
     how to record it, not a failed release."""
     try:
-        entry = await record_release(api, target, verb, release, message, changed=plan.writes > 0,
+        entry = await record_release(api, target, verb, release, message, details, changed=plan.writes > 0,
                                      live_before=_pinned_before(plan, target, release.digest))
     except SlipwayError as exc:
         reporter.warn(f"the release is live, but recording it in the history of '{target.name}' failed "

@@ -57,8 +57,11 @@ def plan_json(plan: Plan, pushed: bool) -> dict[str, Any]:
 
 
 def deploy_json(plan: Plan) -> dict[str, Any]:
-    return {"reference": plan.reference, "work_pool": _pool(plan),
-            "deployments": [_row(r, changes=False) for r in plan.rows], "removed": _removed(plan)}
+    out = {"reference": plan.reference, "work_pool": _pool(plan),
+           "deployments": [_row(r, changes=False) for r in plan.rows], "removed": _removed(plan)}
+    if plan.verification is not None:
+        out["verification"] = plan.verification
+    return out
 
 
 def deploy_outputs(outcome: Plan | Unchanged) -> tuple[dict[str, Any], str]:
@@ -85,7 +88,8 @@ def unchanged_outputs(plan: Plan) -> tuple[Printed, Printed]:
 def rollback_json(plan: Plan, release: Release) -> dict[str, Any]:
     return {"reference": plan.reference, "revision": release.revision, "work_pool": _pool(plan),
             "deployments": [_row(r, changes=False) for r in plan.rows], "removed": _removed(plan),
-            "paused": sorted(d.full_name for d in plan.to_pause)}
+            "paused": sorted(d.full_name for d in plan.to_pause),
+            **({"verification": plan.verification} if plan.verification is not None else {})}
 
 
 _PAUSED_BY = {"slipway": "paused by slipway", "hand": "paused by hand"}
@@ -111,6 +115,8 @@ def plan_human(plan: Plan, verb: str, reference_text: str | None = None) -> str:
     tally = ", ".join(f"{n} {a}" for a, n in sorted(counts.items()))
     prefix = "would be: " if verb == "plan" else ""
     out.write(f"{prefix}{tally}" + (" (nothing written)" if verb == "plan" else "") + "\n")
+    for run in (plan.verification or {}).get("runs", []):
+        out.write(f"verified by {run['deployment']}: run {run['run_name']} {run['state']} ({run['url']})\n")
     return out.getvalue()
 
 

@@ -21,7 +21,7 @@ from typing import Any
 SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 RESULTS_DIR_ENV = "SLIPWAY_RESULTS_DIR"
 # The verbs whose outcome is a release fact worth a summary; the others (plan, releases, ...) print for people.
-SUMMARIZED_VERBS = ("image", "push", "deploy", "rollback", "promote")
+SUMMARIZED_VERBS = ("image", "push", "deploy", "rollback", "promote", "verify")
 DEPLOY_ACTIONS = ("created", "updated", "unchanged")
 
 
@@ -91,8 +91,21 @@ def _promote_lines(data: dict) -> list[str]:
     ])
 
 
+def _verify_lines(data: dict) -> list[str]:
+    """The smoke run of a release (deploy/verify.py): each run, its end and its page in the Prefect UI."""
+    lines = [f"**{_cell(data.get('release'))} {'verified' if data.get('verified') else 'failed verification'}**",
+             "", "| Deployment | Run | State | |", "| --- | --- | --- | --- |"]
+    for run in data.get("runs") or []:
+        state = run.get("state") or "–"
+        if run.get("message"):
+            state += f": {' '.join(str(run['message']).split())}".replace("|", "\\|")
+        lines.append(f"| {_cell(run.get('deployment'))} | {_cell(run.get('run_name'))} | {state} | "
+                     f"[open in Prefect]({run.get('url')}) |")
+    return lines
+
+
 _RENDERERS = {"image": _image_lines, "push": _push_lines, "deploy": _deploy_lines, "rollback": _deploy_lines,
-              "promote": _promote_lines}
+              "promote": _promote_lines, "verify": _verify_lines}
 
 
 def render_summary(verb: str, data: dict, environment: str | None = None) -> str:

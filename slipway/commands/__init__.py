@@ -22,6 +22,18 @@ def add_message_argument(parser: argparse.ArgumentParser) -> None:
                              "default: $SLIPWAY_MESSAGE (`make deploy MESSAGE=...`)")
 
 
+def env_flag(name: str) -> bool:
+    """A yes/no setting from the environment (`make ... NO_VERIFY=1` exports it): 1, true or yes."""
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
+
+
+def add_no_verify_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-verify", dest="verify", action="store_false",
+                        default=not env_flag("SLIPWAY_NO_VERIFY"),
+                        help="skip the environment's verify: smoke run (recorded in the history as skipped); "
+                             "default: run it when slipway.yaml has one ($SLIPWAY_NO_VERIFY=1, `NO_VERIFY=1`, skips)")
+
+
 def add_prune_argument(parser: argparse.ArgumentParser, verb: str) -> None:
     parser.add_argument("--prune", action="store_true",
                         help="delete this environment's deployments the release no longer declares (default: "

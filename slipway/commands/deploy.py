@@ -9,7 +9,13 @@ why). A failure before the push changes nothing.
 import anyio
 
 from slipway import pipeline, results
-from slipway.commands import add_env_argument, add_message_argument, add_prune_argument, workspace
+from slipway.commands import (
+    add_env_argument,
+    add_message_argument,
+    add_no_verify_argument,
+    add_prune_argument,
+    workspace,
+)
 from slipway.target import open_target
 
 
@@ -20,11 +26,12 @@ def add_arguments(parser, verb):
                              "the rollback verb rolls back from the registry without one)")
     add_prune_argument(parser, verb)
     add_message_argument(parser)
+    add_no_verify_argument(parser)
 
 
 def run(args, reporter):
     ws = workspace(args, reporter)
     outcome = anyio.run(pipeline.deploy, ws, open_target(ws.project, args.env), args.rollback, args.prune,
-                        args.message)
+                        args.message, args.verify)
     printed, human = results.deploy_outputs(outcome)
     reporter.result(printed, human=human)

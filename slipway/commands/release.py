@@ -3,7 +3,13 @@ already holds HEAD's release), then deploy. `--json`: {"image": <image's JSON or
 import anyio
 
 from slipway import pipeline, results
-from slipway.commands import add_env_argument, add_message_argument, add_prune_argument, workspace
+from slipway.commands import (
+    add_env_argument,
+    add_message_argument,
+    add_no_verify_argument,
+    add_prune_argument,
+    workspace,
+)
 from slipway.target import open_target
 
 
@@ -15,12 +21,13 @@ def add_arguments(parser, verb):
                         help="allow deploying HEAD over a newer live release")
     add_prune_argument(parser, verb)
     add_message_argument(parser)
+    add_no_verify_argument(parser)
 
 
 def run(args, reporter):
     ws = workspace(args, reporter)
     built, outcome = anyio.run(pipeline.release, ws, open_target(ws.project, args.env), args.allow_dirty,
-                               args.rollback, args.prune, args.message)
+                               args.rollback, args.prune, args.message, args.verify)
     if built is not None:
         reporter.record("image", results.image_json(built))
     printed, deployed = results.deploy_outputs(outcome)

@@ -8,7 +8,7 @@ release that was live before the current one (from the environment's history), s
 import anyio
 
 from slipway import pipeline, results
-from slipway.commands import add_env_argument, add_message_argument, workspace
+from slipway.commands import add_env_argument, add_message_argument, env_flag, workspace
 from slipway.target import open_target
 
 
@@ -16,10 +16,14 @@ def add_arguments(parser, verb):
     add_env_argument(parser)
     parser.add_argument("--to", metavar="REF", help="the release: Git tag, SHA or short SHA (default: the release "
                                                     "live before the current one, from the history)")
+    parser.add_argument("--verify", action="store_true", default=env_flag("SLIPWAY_VERIFY"),
+                        help="then run the release's verify: smoke run and report it (no further rollback); "
+                             "default: $SLIPWAY_VERIFY (`make rollback VERIFY=1`)")
     add_message_argument(parser)
 
 
 def run(args, reporter):
     ws = workspace(args, reporter)
-    done = anyio.run(pipeline.rollback, ws, open_target(ws.project, args.env), args.to, args.message)
+    done = anyio.run(pipeline.rollback, ws, open_target(ws.project, args.env), args.to, args.message,
+                     args.verify)
     reporter.result(results.rollback_json(done.plan, done.release), human=results.plan_human(done.plan, "rollback"))

@@ -45,7 +45,7 @@ class ReleaseRef:
 
 @dataclass(frozen=True)
 class HistoryEntry:
-    verb: str  # deploy | rollback | promote
+    verb: str  # deploy | rollback | promote | verify (the smoke run of the live release: details)
     environment: str
     time: str  # ISO 8601, UTC
     actor: str
@@ -60,6 +60,11 @@ class HistoryEntry:
 
     def describe(self) -> str:
         """One line for the UI and for people."""
+        if self.verb == "verify":  # deploy/verify.py: the smoke run of the release already recorded as live
+            outcome = self.details.get("verification", "?")
+            run = self.details.get("run", "")
+            line = f"{self.actor}: {self.release.short} in {self.environment} {outcome}" + (f" ({run})" if run else "")
+            return line + (f": {self.message}" if self.message else "")
         what = {"deploy": "deployed", "rollback": "rolled back to", "promote": "promoted"}.get(self.verb, self.verb)
         line = f"{self.actor} {what} {self.release.short} in {self.environment}"
         if self.previous and self.previous.digest != self.release.digest:

@@ -124,6 +124,7 @@ class Plan:
     rows: list[PlanRow]
     # This environment's live deployments that the release does not declare: paused, or deleted with --prune.
     removed: list[RemovedRow] = field(default_factory=list)
+    verification: dict | None = None  # the smoke run's outcome, once deploy/verify.py ran it (its JSON)
 
     @property
     def to_pause(self) -> list[LiveDeployment]:

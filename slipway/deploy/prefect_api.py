@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -470,6 +471,38 @@ class PrefectApi:
                 break
             offset += PAGE_SIZE
         return out[:limit] if limit is not None else out
+
+    # -- verification runs (deploy/verify.py) -------------------------------------------------------------
+
+    async def create_verification_run(self, deployment_id: str, parameters: dict[str, Any], key: str):
+        """A flow run of the deployment, now. Repeatable through its idempotency key: a retry after a lost
+        answer gets the same run back, not a second one."""
+        return await self.write_repeatable(f"create a verification run of deployment {deployment_id}",
+                                           self.client.create_flow_run_from_deployment, deployment_id,
+                                           parameters=parameters, idempotency_key=key,
+                                           tags=["slipway-verify"])
+
+    async def read_flow_run(self, run_id):
+        return await self._read(self.client.read_flow_run, run_id)
+
+    async def cancel_flow_run(self, run_id, started: bool) -> None:
+        """Stop a verification run that must not go on: one a worker runs is asked to cancel (Cancelling: the
+        worker stops its container or Job), one that never started is Cancelled outright."""
+        from prefect.states import Cancelled, Cancelling
+
+        state = Cancelling(message="stopped by slipway") if started else Cancelled(message="stopped by slipway")
+        await self.write_repeatable(f"cancel flow run {run_id}", self.client.set_flow_run_state, run_id, state,
+                                    force=True)
+
+    def run_url(self, run_id) -> str:
+        """The run's page in the UI: Prefect Cloud's app, or a self-hosted server's UI next to its API."""
+        api = self.settings.api_url.rstrip("/")
+        cloud = re.match(r"https://api\.prefect\.(cloud|dev)/api/accounts/([^/]+)/workspaces/([^/]+)", api)
+        if cloud:
+            base = f"https://app.prefect.{cloud.group(1)}/account/{cloud.group(2)}/workspace/{cloud.group(3)}"
+        else:
+            base = api.removesuffix("/api")
+        return f"{base}/runs/flow-run/{run_id}"
 
     # -- the release lease (deploy/lease.py) ---------------------------------------------------------------
 

@@ -107,6 +107,59 @@ class WorkPoolConfig(_Strict):
     base_job_template: str | None = None
 
 
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h)?")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, None: 1}
+
+
+def parse_duration(v: Any) -> float:
+    """Seconds from a number of seconds or `<number><s|m|h>` ("90s", "5m", "1.5h")."""
+    if isinstance(v, bool):
+        raise ValueError("use a duration such as 90s, 5m or 1h")
+    if isinstance(v, int | float):
+        seconds = float(v)
+    else:
+        match = _DURATION.fullmatch(str(v).strip())
+        if match is None:
+            raise ValueError(f"'{v}' is not a duration: use a number of seconds, or 90s, 5m, 1h")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError("use a duration above zero, such as 90s, 5m or 1h")
+    return seconds
+
+
+class VerifyConfig(_Strict):
+    """A smoke run of the new release after each deploy (deploy/verify.py): flow runs of `deployments`, in
+    order, each of which must reach Completed; on a failure the release is rolled back (or, `keep`, left
+    live), and the command exits non-zero."""
+
+    deployments: list[str] = Field(min_length=1)  # "<flow>/<deployment>", declared by the release
+    parameters: dict[str, dict[str, Any]] = Field(default_factory=dict)  # by deployment name
+    start_timeout: float = 300.0  # seconds for a worker to start the run (Pending/Running)
+    timeout: float = 1800.0  # seconds for the run to finish, from its creation
+    on_failure: Literal["rollback", "keep"] = "rollback"
+
+    _durations = field_validator("start_timeout", "timeout", mode="before")(
+        classmethod(lambda cls, v: parse_duration(v)))
+
+    @field_validator("deployments")
+    @classmethod
+    def _full_names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if name.count("/") != 1 or not all(name.split("/")):
+                raise ValueError(f"'{name}' is not a deployment's full name: use <flow>/<deployment>, "
+                                 "such as elt/on-demand")
+        if len(set(v)) != len(v):
+            raise ValueError("a deployment is named twice")
+        return v
+
+    @model_validator(mode="after")
+    def _parameters_of_verified(self) -> VerifyConfig:
+        extra = sorted(set(self.parameters) - set(self.deployments))
+        if extra:
+            raise ValueError(f"parameters for '{extra[0]}', which is not in verify.deployments")
+        return self
+
+
 class EnvironmentConfig(_Strict):
     registry: RegistryConfig
     repository: str  # path inside the registry: "jaffle-shop", "data-platform/jaffle-shop"
@@ -124,6 +177,8 @@ class EnvironmentConfig(_Strict):
     # image, built once, pushed there, pulled by every machine that lacks them (`release --env`, what
     # `make image deploy` runs). Default: `<repository>/slipway-cache` (a policy on `<repository>*` covers it).
     cache_repository: str | None = None
+    # A smoke run after each release (`release`, `deploy`; `rollback --verify`): README 'Verified releases'.
+    verify: VerifyConfig | None = None
 
     _not_secret_paths = field_validator("not_secret")(classmethod(lambda cls, v: check_not_secret_paths(v)))
 

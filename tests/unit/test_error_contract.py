@@ -116,7 +116,31 @@ CONFIG_CASES = {
                                     [f"slipway.yaml: {LOCAL}.job_variables:"]),
     "tags-not-a-list": (config_with(f"{LOCAL}.tags", "team"), [f"slipway.yaml: {LOCAL}.tags:"]),
     "kubernetes-version-type": (config_with("kubernetes_version", ["1.30"]), ["slipway.yaml: kubernetes_version:"]),
+    "verify-unknown-key": (config_with(f"{LOCAL}.verify", {"deployments": ["elt/on-demand"], "retries": 2}),
+                           [f"slipway.yaml: {LOCAL}.verify.retries: unknown key"]),
+    "verify-no-deployments": (config_with(f"{LOCAL}.verify", {"deployments": []}),
+                              [f"slipway.yaml: {LOCAL}.verify.deployments:"]),
+    "verify-short-name": (config_with(f"{LOCAL}.verify", {"deployments": ["on-demand"]}),
+                          [f"slipway.yaml: {LOCAL}.verify.deployments:", "<flow>/<deployment>"]),
+    "verify-bad-duration": (config_with(f"{LOCAL}.verify", {"deployments": ["elt/on-demand"], "timeout": "soon"}),
+                            [f"slipway.yaml: {LOCAL}.verify.timeout:", "not a duration"]),
+    "verify-zero-duration": (config_with(f"{LOCAL}.verify", {"deployments": ["elt/x"], "start_timeout": 0}),
+                             [f"slipway.yaml: {LOCAL}.verify.start_timeout:", "above zero"]),
+    "verify-on-failure": (config_with(f"{LOCAL}.verify", {"deployments": ["elt/x"], "on_failure": "retry"}),
+                          [f"slipway.yaml: {LOCAL}.verify.on_failure:", "fix:one of the values"]),
+    "verify-parameters-of-another": (config_with(f"{LOCAL}.verify", {"deployments": ["elt/x"],
+                                                                     "parameters": {"elt/y": {}}}),
+                                     [f"slipway.yaml: {LOCAL}.verify:", "'elt/y'", "not in verify.deployments"]),
 }
+
+
+def test_verify_durations_read_as_seconds():
+    data = config_with(f"{LOCAL}.verify", {"deployments": ["elt/on-demand"], "start_timeout": "90s",
+                                           "timeout": "1.5h"})
+    verify = parse_config(data).environments["local"].verify
+    assert (verify.start_timeout, verify.timeout, verify.on_failure) == (90.0, 5400.0, "rollback")
+    plain = parse_config(config_with(f"{LOCAL}.verify", {"deployments": ["elt/x"], "timeout": 45}))
+    assert plain.environments["local"].verify.timeout == 45.0
 
 
 @pytest.mark.parametrize("case", sorted(CONFIG_CASES))

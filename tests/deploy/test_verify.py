@@ -1,0 +1,188 @@
+"""Verified releases (deploy/verify.py): the smoke run after a deploy, against a real Prefect server and
+registry, and (test_verify_worker.py) a real Docker worker.
+
+Here no worker serves the pool, so every verification run stays Scheduled: what a release whose image the
+workers cannot start looks like. `start_timeout` is 2 s, so each case costs a deploy and two seconds.
+"""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import anyio
+import pytest
+import yaml
+
+from tests.deploy.conftest import prefect_state
+from tests.kit.repo import REPO_ROOT
+
+pytestmark = [pytest.mark.docker, pytest.mark.parametrize("prefect_server", ["sqlite"], indirect=True)]
+
+
+def smoke_name(proj) -> str:
+    return f"deploy-test-smoke/{proj.name}-smoke"
+
+
+def release_with_verify(proj, fail: bool = False, message: str = "release", **verify) -> str:
+    """Commit a release whose deployments include the smoke flow's and whose `local` environment verifies
+    it; HEAD's image tagged as `make image` leaves it. Returns the commit."""
+    config = yaml.safe_load((proj.root / "slipway.yaml").read_text())
+    config["environments"]["local"]["verify"] = {"deployments": [smoke_name(proj)], "start_timeout": "2s",
+                                                 "timeout": "5m", **verify}
+    proj.write("slipway.yaml", yaml.safe_dump(config, sort_keys=False))
+    decls = yaml.safe_load((proj.root / "deployments.yaml").read_text())
+    decls["deployments"] = [d for d in decls["deployments"] if d["name"] != f"{proj.name}-smoke"]
+    decls["deployments"].append({"name": f"{proj.name}-smoke", "entrypoint": "flows/smoke.py:smoke",
+                                 "parameters": {"fail": fail}})
+    proj.write("deployments.yaml", yaml.safe_dump(decls, sort_keys=False))
+    sha = proj.commit(message)
+    proj.tag_head_image()
+    return sha
+
+
+def names(proj) -> list[str]:
+    return [f"deploy-test-hello/{proj.name}-hourly", f"deploy-test-numbers/{proj.name}-manual",
+            f"deploy-test-hello/{proj.name}-rrule", smoke_name(proj)]
+
+
+def pinned(proj) -> dict[str, tuple[str, bool]]:
+    return {name: (d["job_variables"]["image"].rpartition("@")[2], d["paused"])
+            for name, d in prefect_state(proj.server.api_url, names(proj)).items()}
+
+
+def history(cli, proj) -> list[dict]:
+    listing = cli("releases", "--env", "local", "--json", "--root", str(proj.root))
+    assert listing.code == 0, listing.stderr
+    return listing.json()["history"]
+
+
+def verification_runs(api_url: str, deployment: str) -> list:
+    from prefect.client.orchestration import PrefectClient
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+    async def read():
+        async with PrefectClient(api=api_url) as client:
+            return await client.read_flow_runs(deployment_filter=DeploymentFilter(
+                name=DeploymentFilterName(any_=[deployment.split("/")[1]])))
+
+    return anyio.run(read)
+
+
+def test_a_run_no_worker_starts_is_rolled_back_to_the_release_before(project, cli):
+    proj, root = project, str(project.root)
+    release_with_verify(proj, message="A")
+    first = cli("deploy", "--env", "local", "--json", "--no-verify", "--root", root)
+    assert first.code == 0, first.stderr
+    assert "verification of 'local' skipped (--no-verify)" in first.stderr
+    a_digest = first.json()["reference"].rpartition("@")[2]
+    assert history(cli, proj)[0]["details"] == {"verification": "skipped (--no-verify)"}
+
+    b_sha = release_with_verify(proj, message="B", parameters={smoke_name(proj): {"fail": False}})
+    second = cli("deploy", "--env", "local", "--json", "--root", root)
+    assert second.code == 1
+    assert second.error.startswith(f"error: release {b_sha[:12]} failed verification ({smoke_name(proj)}: run ")
+    assert "not started: no worker started it within 2 s (cancelled)); rolled back to " in second.error
+    assert "verifying " + smoke_name(proj) in second.stderr and "/runs/flow-run/" in second.stderr
+
+    # Every deployment pins A's digest again, active; B's run was cancelled, so no late worker runs it.
+    assert set(pinned(proj).values()) == {(a_digest, False)}
+    runs = verification_runs(proj.server.api_url, smoke_name(proj))
+    assert [r.state.type.value for r in runs] == ["CANCELLED"]
+    assert runs[0].parameters == {"fail": False}
+
+    # The history: B deployed, then rolled back to A, saying which run failed and why.
+    entries = history(cli, proj)
+    assert [(e["verb"], e["release"]["digest"]) for e in entries[:1]] == [("rollback", a_digest)]
+    assert (entries[1]["verb"], entries[1]["release"]["revision"]) == ("deploy", b_sha)
+    assert entries[0]["details"]["verification"] == "failed"
+    assert entries[0]["details"]["failed_release"] == b_sha[:12]
+    assert str(runs[0].id) in entries[0]["details"]["run"]
+    assert entries[0]["message"].startswith(f"automatic rollback: release {b_sha[:12]} failed verification")
+
+
+def test_the_first_release_has_nothing_to_roll_back_to_so_its_deployments_are_paused(project, cli):
+    proj, root = project, str(project.root)
+    sha = release_with_verify(proj)
+    outcome = cli("deploy", "--env", "local", "--root", root)
+    assert outcome.code == 1
+    assert outcome.error.startswith(f"error: release {sha[:12]} failed verification (")
+    assert ("it is the first release of 'local', so there is nothing to roll back to: its 4 deployment(s) "
+            "are paused; see http") in outcome.error
+    assert all(paused for _, paused in pinned(proj).values())
+    entry = history(cli, proj)[0]
+    assert (entry["verb"], entry["details"]["verification"]) == ("verify", "failed")
+    assert entry["previous"] is None
+
+
+def test_keep_leaves_the_new_release_live_and_exits_non_zero(project, cli):
+    proj, root = project, str(project.root)
+    release_with_verify(proj, message="A")
+    assert cli("deploy", "--env", "local", "--no-verify", "--root", root).code == 0
+    b_sha = release_with_verify(proj, message="B", on_failure="keep")
+    outcome = cli("deploy", "--env", "local", "--root", root)
+    assert outcome.code == 1
+    assert outcome.error.startswith(f"error: release {b_sha[:12]} failed verification (")
+    assert "; it stays live (verify.on_failure is keep); see http" in outcome.error
+    assert "make rollback ENV=local" in outcome.error
+    b_digest = history(cli, proj)[0]["release"]["digest"]
+    assert set(pinned(proj).values()) == {(b_digest, False)}
+    entries = history(cli, proj)
+    assert [e["verb"] for e in entries[:2]] == ["verify", "deploy"]
+    assert entries[0]["details"]["verification"] == "failed"
+    assert entries[0]["previous"]["digest"] != b_digest  # `make rollback` without TAG still goes back to A
+
+
+def test_verify_names_a_deployment_the_release_lacks_before_anything_is_written(project, cli):
+    proj, root = project, str(project.root)
+    release_with_verify(proj, deployments=["deploy-test-hello/nope"])
+    outcome = cli("deploy", "--env", "local", "--root", root)
+    assert outcome.code == 1
+    assert outcome.error.startswith("error: slipway.yaml: environments.local.verify.deployments: the release "
+                                    "declares no deployment 'deploy-test-hello/nope'")
+    assert all(d is None for d in prefect_state(proj.server.api_url, names(proj)).values())
+    bad = release_with_verify(proj, parameters={smoke_name(proj): {"fail": "often"}})
+    assert bad
+    outcome = cli("deploy", "--env", "local", "--root", root)
+    assert outcome.error.startswith(f"error: slipway.yaml: environments.local.verify.parameters.{smoke_name(proj)}"
+                                    ".fail: ")
+    assert all(d is None for d in prefect_state(proj.server.api_url, names(proj)).values())
+
+
+def test_a_release_terminated_while_verifying_says_how_to_finish_and_rollback_finishes(project, cli):
+    """SIGTERM (a cancelled CI job) while the run waits for a worker: the release stays live, unverified, its
+    run cancelled, the lease given back; the one line's `make rollback ENV=local` finishes at once."""
+    proj, root = project, str(project.root)
+    release_with_verify(proj, message="A")
+    first = cli("deploy", "--env", "local", "--json", "--no-verify", "--root", root)
+    a_digest = first.json()["reference"].rpartition("@")[2]
+    b_sha = release_with_verify(proj, message="B", start_timeout="5m")
+    proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "build.py"), "deploy", "--env", "local", "--root", root],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while not verification_runs(proj.server.api_url, smoke_name(proj)):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.5)
+    time.sleep(1.5)  # the run is being followed
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert [ln for ln in stderr.splitlines() if ln.startswith("error: ")] == [
+        "error: interrupted; run the same command again to finish what it started"]
+    assert (f"interrupted while verifying release {b_sha[:12]}: it is live in 'local', not verified, its "
+            f"verification run cancelled; to undo it: make rollback ENV=local TAG=") in stderr
+    assert f"to verify it: make rollback ENV=local TAG={b_sha[:12]} VERIFY=1" in stderr
+    [run] = verification_runs(proj.server.api_url, smoke_name(proj))
+    assert run.state.type.value == "CANCELLED"  # no late worker runs it
+    b_digest = history(cli, proj)[0]["release"]["digest"]
+    assert b_digest != a_digest and set(pinned(proj).values()) == {(b_digest, False)}
+    assert history(cli, proj)[0]["verb"] == "deploy"  # not recorded verified
+
+    started = time.monotonic()
+    back = cli("rollback", "--env", "local", "--root", root)  # what the line says (make rollback ENV=local)
+    assert back.code == 0, back.stderr
+    assert "waiting for another release" not in back.stderr  # the lease was given back on the way out
+    assert time.monotonic() - started < 60
+    assert set(pinned(proj).values()) == {(a_digest, False)}
