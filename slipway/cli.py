@@ -33,6 +33,7 @@ from pathlib import Path
 
 from slipway import __version__
 from slipway.errors import first_slipway_error
+from slipway.invocation import program_name
 from slipway.output import Reporter
 
 # verb -> (module under slipway.commands, one-line help). Order is the release's data flow.
@@ -62,12 +63,6 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str):
         where = f"{self.verb} " if self.verb else ""
         self.exit(USAGE_EXIT_CODE, f"error: {message}; see `{program_name()} {where}--help`\n")
-
-
-def program_name() -> str:
-    """How the user started slipway, for help and hints: the installed `slipway` command, or this
-    repository's `python build.py` (which calls the same CLI)."""
-    return "python build.py" if Path(sys.argv[0]).name == "build.py" else "slipway"
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

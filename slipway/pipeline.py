@@ -72,6 +72,7 @@ from slipway.image.dbt import dbt_findings
 from slipway.image.engine import docker_client, pull
 from slipway.image.probe import probe_requests
 from slipway.image.release_layer import ReleaseLayer
+from slipway.invocation import command
 from slipway.output import Reporter
 from slipway.project.config import CONFIG_FILE, Project, VerifyConfig, check_project
 from slipway.project.dbt import dbt_projects
@@ -157,7 +158,7 @@ def refuse_dirty_release(ws: Workspace, target: Target) -> None:
     if facts.dirty and not target.accepts_dirty:
         raise SlipwayError(
             f"{facts.root} has uncommitted changes, so HEAD's image is a -dirty build, which cannot be released "
-            f"to '{target.name}' (only to 'local')", "commit your changes, run `make image`, then release")
+            f"to '{target.name}' (only to 'local')", f"commit your changes, run `{command('image')}`, then release")
 
 
 def push(ws: Workspace, target: Target) -> PushedImage:
@@ -165,7 +166,7 @@ def push(ws: Workspace, target: Target) -> PushedImage:
     image = find_local_image(ws.engine, ws.project, ws.commit)
     if image is None:
         raise SlipwayError(f"no image {ws.project.config.image.name}:{ws.commit.image_tags()[0]} for HEAD "
-                           f"({ws.commit.short_sha}) in the local engine", "run `make image` first")
+                           f"({ws.commit.short_sha}) in the local engine", f"run `{command('image')}` first")
     built = None
     if (image.labels or {}).get(CONTENT_LABEL):  # assembled by slipway: it has a release layer
         layer = release_layer.read_from_local_image(ws.engine, image.id, image.labels or {},
@@ -223,7 +224,7 @@ def find_head_release(ws: Workspace, target: Target) -> HeadRelease:
         local = find_local_image(ws.engine, project, facts)
         if local is None:
             raise SlipwayError(f"HEAD's image ({project.config.image.name}:{tag}) is neither in the local engine "
-                               f"nor in {target.repository}", "build it with `make image`")
+                               f"nor in {target.repository}", f"build it with `{command('image')}`")
         layer = release_layer.read_from_local_image(ws.engine, local.id, local.labels or {},
                                                     project.config.image.app_dir)
         pushed = None
@@ -232,7 +233,7 @@ def find_head_release(ws: Workspace, target: Target) -> HeadRelease:
         head = HeadRelease(f"{project.config.image.name}:{tag}", layer, pushed, local)
     if head.layer.config_hash != release_layer.encode(release_layer.collect(project))[1]:
         raise SlipwayError(f"{head.image} was built from another {CONFIG_FILE} or {project.config.deployments} "
-                           "than the working tree's", "rebuild it: make image (ALLOW_DIRTY=1 for uncommitted changes)")
+                           "than the working tree's", f"rebuild it: {command('image')} (--allow-dirty for uncommitted changes)")
     return head
 
 
@@ -548,8 +549,8 @@ def ref_of(found: Release) -> ReleaseRef:
 
 async def release_before_current(api: PrefectApi, target: Target, reporter: Reporter) -> Release:
     """The release that was live before the environment's current one, from its history; says what it found."""
-    how = (f"name the release: make rollback ENV={target.name} TAG=<sha|tag> (make releases ENV={target.name} "
-           "lists them)")
+    how = (f"name the release: {command('rollback', '--env', target.name, '--to', '<sha|tag>')} "
+           f"({command('releases', '--env', target.name)} lists them)")
     history = await read_history(api, history_key(target.repository, target.name), limit=1)
     if not history:
         raise SlipwayError(f"'{target.name}' has no release history yet, so slipway does not know which release "
@@ -609,9 +610,9 @@ async def verify_applied(ws: Workspace, target: Target, api: PrefectApi, checks:
     last = history[0] if history else None
     before = (last.previous if last.release.digest == release.digest else last.release) if last else None
     name = release.version or release.digest[:19]
-    finish = (f"make rollback ENV={target.name}" + (f" TAG={before.version}" if before and before.version else "")
-              if before else f"pause its deployments in Prefect, or release a fixed commit (make deploy "
-                             f"ENV={target.name})")
+    finish = (command("rollback", "--env", target.name, *(("--to", before.version) if before.version else ()))
+              if before else f"pause its deployments in Prefect, or release a fixed commit "
+                             f"({command('deploy', '--env', target.name)})")
     ids = {n: live.id for n, live in (await api.read_deployments(checks.settings.deployments)).items() if live}
     try:
         verification = await run_verification(api, checks.settings, ids, name, ws.reporter, lease)
@@ -620,13 +621,13 @@ async def verify_applied(ws: Workspace, target: Target, api: PrefectApi, checks:
                            f"({exc.deployment}: run {exc.run_name}, {exc.url}: the Prefect server stopped answering: "
                            f"{exc.cause}); nothing was rolled back",
                            f"read the run's end in the UI; if it failed: {finish}; to verify again: "
-                           f"make rollback ENV={target.name} TAG={name} VERIFY=1") from exc
+                           f"{command('rollback', '--env', target.name, '--to', name, '--verify')}") from exc
     except Exception:
         raise
     except BaseException:  # Ctrl-C, SIGTERM: the run was cancelled (verify.py); say what stands
         ws.reporter.warn(f"interrupted while verifying release {name}: it is live in '{target.name}', not "
                          f"verified, its verification run cancelled; to undo it: {finish}; to verify it: "
-                         f"make rollback ENV={target.name} TAG={name} VERIFY=1")
+                         f"{command('rollback', '--env', target.name, '--to', name, '--verify')}")
         raise
     data = {"release": name, "environment": target.name, **verification.to_json()}
     ws.reporter.record("verify", data)  # the CI step summary shows the runs and their links, pass or fail
@@ -650,7 +651,7 @@ async def verify_applied(ws: Workspace, target: Target, api: PrefectApi, checks:
                              ws.reporter)
         raise SlipwayError(f"{reason}; it is the first release of '{target.name}', so there is nothing to roll "
                            f"back to: its {len(checks.names)} deployment(s) are paused",
-                           f"see {failed.url}; release a fixed commit (make deploy ENV={target.name}), or "
+                           f"see {failed.url}; release a fixed commit ({command('deploy', '--env', target.name)}), or "
                            "resume them in Prefect to run this release anyway")
     ws.reporter.step(f"{reason}: rolling back '{target.name}' to {before.short}, the release live before it")
     try:
@@ -662,8 +663,8 @@ async def verify_applied(ws: Workspace, target: Target, api: PrefectApi, checks:
         raise SlipwayError(f"{reason}; rolling back to {before.short} failed ({exc.message}); release {name} is "
                            "still live", f"finish it: {finish}") from exc
     raise SlipwayError(f"{reason}; rolled back to {before.version or before.short}",
-                       f"see {failed.url}; fix the release and deploy it again (history: make releases "
-                       f"ENV={target.name})")
+                       f"see {failed.url}; fix the release and deploy it again (history: "
+                       f"{command('releases', '--env', target.name)})")
 
 
 async def _record_verify(api: PrefectApi, target: Target, release: ReleaseRef, before: ReleaseRef | None,
@@ -781,7 +782,7 @@ def _release_to_promote(source: Target, dest: Target, ref: str | None, live: set
             raise _not_in_source(source, dest, ref, where) from exc
     if not release.revision:
         raise SlipwayError(f"{source.repository}@{release.digest[:19]} is not a release built by slipway (no "
-                           "revision label)", "promote a release listed by `make releases`")
+                           "revision label)", f"promote a release listed by `{command('releases', '--env', source.name)}`")
     return release
 
 
@@ -793,9 +794,9 @@ def _not_in_source(source: Target, dest: Target, ref: str, where: str) -> Slipwa
         in_dest = False
     if in_dest:
         return SlipwayError(f"no release '{ref}' in {where}; {dest.repository} ('{dest.name}') already holds it",
-                            f"nothing to promote: deploy it there (make rollback ENV={dest.name} TAG={ref})")
+                            f"nothing to promote: deploy it there ({command('rollback', '--env', dest.name, '--to', ref)})")
     return SlipwayError(f"no release '{ref}' in {where} nor in {dest.repository} ('{dest.name}')",
-                        f"`make releases ENV={source.name}` lists what '{source.name}' holds")
+                        f"`{command('releases', '--env', source.name)}` lists what '{source.name}' holds")
 
 
 def _check_destination(dest: Target, digest: str, tags: list[str]) -> dict[str, str | None]:
@@ -809,7 +810,7 @@ def _check_destination(dest: Target, digest: str, tags: list[str]) -> dict[str, 
         raise SlipwayError(f"{dest.repository}:{tag} already exists with another image ({held[tag][:19]}) and the "
                            "repository's tags are immutable",
                            f"this commit reached '{dest.name}' from another build: deploy that one "
-                           f"(make deploy ENV={dest.name}), or promote a later commit")
+                           f"({command('deploy', '--env', dest.name)}), or promote a later commit")
     return held
 
 
@@ -851,7 +852,7 @@ async def manifests(ws: Workspace, target: Target) -> tuple[ValidatedRelease, st
     head = find_head_release(ws, target)
     if head.pushed is None:
         raise SlipwayError(f"HEAD's image ({head.image}) is not in {target.repository}",
-                           f"push it first: python build.py push --env {target.name}")
+                           f"push it first: {command('push', '--env', target.name)}")
     pool = pool_state(config, ws.project, None)
     validated = await validate_release(config, pool, head.layer, head.image, head.pushed.reference, ws.reporter)
     return validated, head.pushed.reference

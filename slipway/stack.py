@@ -38,10 +38,10 @@ import docker
 import requests
 from docker.errors import APIError, NotFound
 
-from slipway.cli import program_name
 from slipway.errors import SlipwayError
 from slipway.image.base import ensure_base, ensure_os_base
 from slipway.image.engine import BuildFailed, image_exists, stream_build
+from slipway.invocation import program_name
 from slipway.output import Reporter
 from slipway.project.config import CONFIG_FILE, LOCAL_ENVIRONMENT, LOOPBACK_HOSTS, Project
 

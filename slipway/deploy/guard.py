@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from slipway.errors import SlipwayError
+from slipway.invocation import command
 
 # (older, newer) -> True when older is a strict ancestor of newer, False when not, None when unknown.
 Ancestry = Callable[[str, str], "bool | None"]
@@ -24,8 +25,8 @@ class LiveRelease:
 
 def check_downgrade(env_name: str, head_sha: str, live: list[LiveRelease], ancestry: Ancestry) -> None:
     """Refuse (one SlipwayError) when HEAD is older than, or cannot be ordered against, a live release."""
-    rollback_hint = (f"to go back on purpose use `make rollback ENV={env_name} TAG=<sha or tag>` "
-                     f"or `build.py deploy --env {env_name} --rollback`")
+    rollback_hint = (f"to go back on purpose use `{command('rollback', '--env', env_name, '--to', '<sha or tag>')}` "
+                     f"or `{command('deploy', '--env', env_name, '--rollback')}`")
     for release in live:
         if not release.revision or release.revision == head_sha:
             continue

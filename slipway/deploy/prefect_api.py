@@ -36,7 +36,6 @@ from typing import Any, TypeVar
 
 import anyio
 
-from slipway.cli import program_name
 from slipway.deploy.desired import DEFAULT_WORK_QUEUE, DesiredDeployment
 from slipway.deploy.live import LiveDeployment, LivePool, deployment_from_response, pool_from_response
 from slipway.deploy.ownership import PAUSE_TAG
@@ -44,6 +43,7 @@ from slipway.deploy.plan import PlanRow, PoolPlan
 from slipway.deploy.triggers import automations_for, owner_resource, runs_deployment
 from slipway.deploy.write_concurrency import Writers, choose, database_of
 from slipway.errors import SlipwayError
+from slipway.invocation import program_name
 from slipway.project.config import CONFIG_FILE, PrefectConfig
 from slipway.timezones import list_once
 

@@ -29,6 +29,7 @@ from slipway.deploy.pull import PullCredentials
 from slipway.errors import Finding, SlipwayError
 from slipway.image.probe import import_time_hint
 from slipway.image.release_layer import ReleaseLayer
+from slipway.invocation import command
 from slipway.output import Reporter
 from slipway.project.config import CONFIG_FILE, EnvironmentConfig, Project, parse_config
 from slipway.project.declarations import (
@@ -136,7 +137,7 @@ async def validate_release(config: ReleaseConfig, pool: PoolState, layer: Releas
     results = layer.probe
     if [r.get("entrypoint") for r in results] != [d.entrypoint for d in decls.deployments]:
         raise SlipwayError(f"{image}: its build-time entry-point probe does not match its {decls.filename}",
-                           "rebuild the image from this commit (`make image`)")
+                           f"rebuild the image from this commit (`{command('image')}`)")
     flow_names = check_probe(decls, results, image)
     resolved = resolve_for_environment(decls, flow_names, config.env_name, config.env, config.pull)
     validated = ValidatedRelease(config, pool, resolved, [r["parameter_schema"] for r in results], image)

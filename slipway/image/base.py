@@ -148,6 +148,6 @@ def build_base(client: docker.DockerClient, project: Project, reporter: Reporter
         stream_build(stream, reporter.detail)
     except BuildFailed as exc:
         raise SlipwayError(f"{project.config.base.dockerfile}: base image build failed at {exc}",
-                           "fix the step above; a lock change needs `make lock`") from exc
+                           f"fix the step above (a package missing from the index: regenerate {RUNTIME_LOCK} with uv pip compile --generate-hashes)") from exc
     reporter.step(f"built base image {tag}")
     return tag

@@ -42,6 +42,7 @@ from slipway.image.engine import BuildFailed, image_exists, stream_build
 from slipway.image.layers import FileEntry, Layer, files_from_commit, files_from_tree, write_layer
 from slipway.image.probe import PROBE_LABEL, PROBE_PURPOSE, RunningProbe, probe_requests, start_probe
 from slipway.image.release_layer import ReleaseLayer
+from slipway.invocation import command
 from slipway.output import Reporter
 from slipway.project.config import CONFIG_FILE, Project
 from slipway.project.declarations import Declarations
@@ -111,7 +112,7 @@ def refuse_dirty(facts: GitFacts, allow_dirty: bool) -> None:
     if facts.dirty and not allow_dirty:
         raise SlipwayError(
             f"the working tree of {facts.root} has uncommitted or untracked changes",
-            "commit or stash them; or pass --allow-dirty (make image ALLOW_DIRTY=1) for a local-only "
+            "commit or stash them; or pass --allow-dirty for a local-only "
             "image tagged -dirty",
         )
 
@@ -243,7 +244,7 @@ def build_content(engine: docker.DockerClient, project: Project, facts: GitFacts
             stream_build(stream, reporter.detail)
         except BuildFailed as exc:
             raise SlipwayError(f"{config.dockerfile}: image build failed at {exc}",
-                               "fix that step and rebuild (`python build.py image --verbose` shows the whole "
+                               "fix that step and rebuild (`{command('image', '--verbose')}` shows the whole "
                                "build output)") from exc
     if cache is not None:
         cache.push(engine, tag, cached, "content image", reporter)
@@ -378,7 +379,7 @@ def find_local_image(engine: docker.DockerClient, project: Project, facts: GitFa
         return None
     if (image.labels or {}).get(REVISION_LABEL) != facts.sha:
         raise SlipwayError(f"image {ref} is not labelled with revision {facts.sha}",
-                           "rebuild it with `make image`")
+                           f"rebuild it with `{command('image')}`")
     return image
 
 

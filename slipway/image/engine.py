@@ -26,7 +26,7 @@ def docker_client(start_if_needed: bool = True) -> docker.DockerClient:
     except DockerException as exc:
         if not start_if_needed or not ENSURE_SCRIPT.exists():
             raise SlipwayError("no Docker engine answers",
-                               "start Docker (Desktop or dockerd), or run scripts/ensure-docker.sh") from exc
+                               "start Docker (Desktop, or dockerd: `systemctl start docker`)") from exc
     proc = subprocess.run(["bash", str(ENSURE_SCRIPT)], capture_output=True, text=True)
     if proc.returncode != 0:
         reason = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "unknown reason"

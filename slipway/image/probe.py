@@ -22,6 +22,7 @@ from typing import Any
 from requests.exceptions import ConnectionError as HttpConnectionError
 
 from slipway.errors import SlipwayError
+from slipway.invocation import command
 from slipway.project.declarations import Declarations
 
 PROBE_MARKER = "SLIPWAY-PROBE-RESULT "
@@ -151,7 +152,7 @@ def start_probe(client, image: str, app_dir: str) -> RunningProbe:
         )
     except docker.errors.ImageNotFound as exc:
         raise SlipwayError(f"image {image} is not in the local Docker engine",
-                           "run `make image` (python build.py image) first") from exc
+                           f"run `{command('image')}` first") from exc
     except docker.errors.APIError as exc:
         raise SlipwayError(f"cannot start a container of {image}: {exc.explanation or exc}",
                            "check the Docker engine (`docker info`) and its free disk space") from exc

@@ -28,6 +28,7 @@ from typing import Any
 
 from slipway import __version__
 from slipway.errors import SlipwayError
+from slipway.invocation import command
 from slipway.project.config import CONFIG_FILE, Project
 
 HASH_LABEL = "io.slipway.release-config.sha256"
@@ -125,7 +126,7 @@ def parse_layer(tar_bytes: bytes, labels: dict[str, str], where: str) -> Release
     release_format, made_by = _format_of(found, where)
     if not {CONFIG_NAME, PROBE_NAME} <= set(found):
         raise SlipwayError(f"{where} has no release layer ({DIR_NAME}/ with {CONFIG_NAME} and {PROBE_NAME})",
-                           "it was built by another version of slipway: rebuild it from its commit (`make image`)")
+                           f"it was built by another version of slipway: rebuild it from its commit (`{command('image')}`)")
     if hashlib.sha256(found[CONFIG_NAME]).hexdigest() != labels.get(HASH_LABEL):
         raise SlipwayError(f"{where}: its release configuration does not match its label {HASH_LABEL}",
                            "the image was altered; rebuild that commit or pick another release")

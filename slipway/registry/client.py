@@ -19,8 +19,8 @@ from urllib.parse import urlencode, urljoin
 
 import requests
 
-from slipway.cli import program_name
 from slipway.errors import SlipwayError
+from slipway.invocation import command, program_name
 from slipway.project.config import EnvironmentConfig
 
 # The manifest types a registry may answer with for an image we pushed (the engine pushes Docker v2
@@ -156,7 +156,7 @@ class RegistryClient:
                              headers={"Accept": ", ".join(MANIFEST_TYPES)}, missing_ok=True)
         if resp.status_code == 404:
             raise SlipwayError(f"{self.host}/{self.repository} has no manifest {reference}",
-                               f"list the releases with `python build.py releases --env {self.env_name or 'ENV'}`")
+                               f"list the releases with `{command('releases', '--env', self.env_name or '<env>')}`")
         return resp.json()
 
     def get_blob(self, digest: str) -> bytes:

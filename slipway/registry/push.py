@@ -16,6 +16,7 @@ import docker
 from docker.errors import APIError
 
 from slipway.errors import SlipwayError
+from slipway.invocation import command
 from slipway.output import Reporter
 from slipway.registry.client import RegistryClient
 
@@ -89,7 +90,7 @@ def refuse_overwrite(registry: RegistryClient, repository: str, plan: PushPlan) 
             f"{repository}:{tag} already exists with another image ({plan.held[tag]}) and the "
             "repository's tags are immutable",
             "this commit was released from a different build: deploy the pushed one "
-            "(`python build.py deploy`) instead of pushing a rebuild")
+            "(`{command('deploy')}`) instead of pushing a rebuild")
 
 
 def upload(client: docker.DockerClient, image, repository: str, tags: list[str], auth_config: dict | None,
@@ -171,5 +172,5 @@ def verify_digest(image, registry: RegistryClient, repository: str, tags: list[s
     if digest not in known:
         engine = ", ".join(sorted(known)) or "none"
         raise SlipwayError(f"{repository}:{tags[0]} is {digest} in the registry but the engine pushed {engine}",
-                           "another build was pushed under the same tag: rebuild with `make image` and push again")
+                           f"another build was pushed under the same tag: rebuild with `{command('image')}` and push again")
     return digest

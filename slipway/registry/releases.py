@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from slipway.errors import SlipwayError
 from slipway.image.build import CREATED_LABEL, REVISION_LABEL, SOURCE_LABEL, VERSION_LABEL
 from slipway.image.release_layer import MAX_LAYER_BYTES, ReleaseLayer, parse_layer
+from slipway.invocation import command
 from slipway.project.git import DIRTY_SUFFIX, GitFacts, docker_tag_for
 from slipway.registry.client import RegistryClient
 from slipway.registry.promotion import Promotion, is_record_tag, read_records
@@ -73,7 +74,7 @@ def read_labels(registry: RegistryClient, digest: str) -> dict[str, str]:
     config_digest = (manifest.get("config") or {}).get("digest")
     if not config_digest:
         raise SlipwayError(f"{registry.host}/{registry.repository}@{digest} is not a single-platform image",
-                           "slipway releases single-platform images built by `make image`")
+                           "slipway releases single-platform images it builds itself")
     config = json.loads(registry.get_blob(config_digest))
     return (config.get("config") or {}).get("Labels") or {}
 
@@ -121,7 +122,7 @@ def resolve_tag(tags: list[str], ref: str, where: str) -> str:
             raise SlipwayError(f"'{ref}' matches {len(matches)} releases in {where} ({shown})",
                                "give more characters of the SHA, or a tag")
     raise ReleaseNotFound(f"no release '{ref}' in {where}",
-                          "`make releases ENV=<env>` lists the releases (tags, SHAs) it holds")
+                          f"`{command('releases', '--env', '<env>')}` lists the releases (tags, SHAs) it holds")
 
 
 def find_release(registry: RegistryClient, ref: str) -> Release:
@@ -130,7 +131,7 @@ def find_release(registry: RegistryClient, ref: str) -> Release:
     tag = resolve_tag([t for t in registry.list_tags() if not is_record_tag(t)], ref, where)
     digest = registry.manifest_digest(tag)
     if digest is None:  # deleted between the listing and now
-        raise ReleaseNotFound(f"no release '{ref}' in {where}", "`make releases ENV=<env>` lists the releases it holds")
+        raise ReleaseNotFound(f"no release '{ref}' in {where}", f"`{command('releases', '--env', '<env>')}` lists the releases it holds")
     release = release_at(registry, digest, [tag])
     if not release.revision:
         raise SlipwayError(f"{where}:{tag} has no {REVISION_LABEL} label", "pick a release built by slipway")

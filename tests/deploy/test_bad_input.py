@@ -170,7 +170,7 @@ def test_an_image_built_from_other_declarations_is_refused(project, cli):
         outcome = cli(verb, "--env", "local", "--root", str(project.root))
         assert outcome.code == 1 and "Traceback" not in outcome.stderr
         assert "was built from another slipway.yaml or deployments.yaml than the working tree's" in outcome.error
-        assert "make image" in outcome.error
+        assert "slipway image" in outcome.error
     assert_nothing_changed(project)
 
 
@@ -187,7 +187,7 @@ def test_manifests_refuses_an_image_that_is_not_pushed(project, cli):
     outcome = cli("manifests", "--env", "kind", "--root", str(project.root))
     assert outcome.code == 1
     assert f"is not in {project.registry.address}/{project.name}" in outcome.error
-    assert "python build.py push --env kind" in outcome.error
+    assert "slipway push --env kind" in outcome.error
     assert_nothing_changed(project)
 
 

@@ -104,7 +104,7 @@ def test_downgrade_is_refused_without_rollback_flag(releases, cli):
     git(rel.root, "checkout", "-q", a_sha)  # a stale CI job for commit A finishing late
     outcome = cli("deploy", "--env", "local", "--root", str(rel.root))
     assert outcome.code == 1
-    assert "downgrade" in outcome.error and "make rollback" in outcome.error
+    assert "downgrade" in outcome.error and "slipway rollback --env local --to" in outcome.error
     assert rel.state() == before
 
 
@@ -115,7 +115,7 @@ def test_rollback_to_an_unknown_release_changes_nothing(releases, cli):
     for ref in ("v404", "deadbeef"):
         outcome = cli("rollback", "--env", "local", "--to", ref, "--root", str(rel.root))
         assert outcome.code == 1
-        assert f"no release '{ref}'" in outcome.error and "make releases" in outcome.error
+        assert f"no release '{ref}'" in outcome.error and "slipway releases --env" in outcome.error
     assert rel.state() == before
 
 

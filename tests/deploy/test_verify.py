@@ -125,7 +125,7 @@ def test_keep_leaves_the_new_release_live_and_exits_non_zero(project, cli):
     assert outcome.code == 1
     assert outcome.error.startswith(f"error: release {b_sha[:12]} failed verification (")
     assert "; it stays live (verify.on_failure is keep); see http" in outcome.error
-    assert "make rollback ENV=local" in outcome.error
+    assert "slipway rollback --env local" in outcome.error
     b_digest = history(cli, proj)[0]["release"]["digest"]
     assert set(pinned(proj).values()) == {(b_digest, False)}
     entries = history(cli, proj)
@@ -172,8 +172,8 @@ def test_a_release_terminated_while_verifying_says_how_to_finish_and_rollback_fi
     assert [ln for ln in stderr.splitlines() if ln.startswith("error: ")] == [
         "error: interrupted; run the same command again to finish what it started"]
     assert (f"interrupted while verifying release {b_sha[:12]}: it is live in 'local', not verified, its "
-            f"verification run cancelled; to undo it: make rollback ENV=local TAG=") in stderr
-    assert f"to verify it: make rollback ENV=local TAG={b_sha[:12]} VERIFY=1" in stderr
+            f"verification run cancelled; to undo it: python build.py rollback --env local --to ") in stderr
+    assert f"to verify it: python build.py rollback --env local --to {b_sha[:12]} --verify" in stderr
     [run] = verification_runs(proj.server.api_url, smoke_name(proj))
     assert run.state.type.value == "CANCELLED"  # no late worker runs it
     b_digest = history(cli, proj)[0]["release"]["digest"]

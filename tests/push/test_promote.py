@@ -338,7 +338,7 @@ def test_an_immutable_tag_pointing_elsewhere_is_refused_before_anything_is_copie
     errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert errors == [f"error: {registry.address}/{ecr_repo}:{facts.sha} already exists with another image "
                       f"({in_ecr['digest'][:19]}) and the repository's tags are immutable; this commit reached "
-                      "'aws' from another build: deploy that one (make deploy ENV=aws), or promote a later commit"]
+                      "'aws' from another build: deploy that one (slipway deploy --env aws), or promote a later commit"]
     assert {tag: registry.digest(ecr_repo, tag) for tag in registry.tags(ecr_repo)} == before  # no tag moved
     assert registry.count("POST", f"/v2/{ecr_repo}/blobs/uploads/") == uploads  # nothing uploaded
 
@@ -440,11 +440,11 @@ BAD_INPUT = {
                          "another environment of slipway.yaml"),
     "reference nobody knows": (["--from", "local", "--to", "prod", "--ref", "v9.9.9"], {},
                                "error: no release 'v9.9.9' in {local} ('local') nor in {prod} ('prod'); "
-                               "`make releases ENV=local` lists what 'local' holds"),
+                               "`slipway releases --env local` lists what 'local' holds"),
     "reference only the destination holds": (["--from", "neighbour", "--to", "local"], {},
                                              "error: no release 'v1.0.0' in {neighbour} ('neighbour'); {local} "
-                                             "('local') already holds it; nothing to promote: deploy it there (make "
-                                             "rollback ENV=local TAG=v1.0.0)"),
+                                             "('local') already holds it; nothing to promote: deploy it there "
+                                             "(slipway rollback --env local --to v1.0.0)"),
     "wrong destination password": (["--from", "local", "--to", "prod"], {"PUSH_TEST_PASSWORD": WRONG}, REJECTED),
     "wrong source password": (["--from", "prod", "--to", "local"], {"PUSH_TEST_PASSWORD": WRONG}, REJECTED),
     "dirty release": (["--from", "local", "--to", "prod", "--ref", "{sha}-dirty"], {},

@@ -120,7 +120,7 @@ def test_no_image_for_head_tells_to_run_make_image(docker_engine, registry, proj
 
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: no image push-test-") and "run `make image`" in last
+    assert last.startswith("error: no image push-test-") and "run `python build.py image`" in last
 
 
 def test_missing_credentials_variable_names_the_field(docker_engine, registry, project_repo, build_head_image,

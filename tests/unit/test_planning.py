@@ -87,7 +87,7 @@ def test_guard_refuses_an_older_commit_and_allows_a_newer_one():
     everything = ancestry({SHA_A, SHA_B, SHA_C, "d" * 40})
     with pytest.raises(SlipwayError, match="runs cccccccccccc, a newer commit than HEAD bbbbbbbbbbbb") as caught:
         check_downgrade("prod", SHA_B, [LiveRelease("sha256:c", SHA_C)], everything)
-    assert "make rollback ENV=prod" in caught.value.line()
+    assert "slipway rollback --env prod" in caught.value.line()
     check_downgrade("prod", SHA_C, [LiveRelease("sha256:b", SHA_B)], everything)  # forward: fine
     check_downgrade("prod", SHA_B, [LiveRelease("sha256:b", SHA_B)], everything)  # the same commit
     check_downgrade("prod", "d" * 40, [LiveRelease("sha256:b", SHA_B)], everything)  # another branch
