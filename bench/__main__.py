@@ -146,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
             if key not in chosen:
                 continue
             out = scenario(name, errors, func, *(() if func is cold else (stack, repo, runs)), **extra)
+            # What it made goes before the next begins (ours only): (h) needs an engine without this run's images.
+            stack.remove_images()
             figures.update(out["figures"])
             details.update(out["details"])
     if "i" in chosen:
