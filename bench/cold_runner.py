@@ -12,7 +12,7 @@ Set-up, untimed:
   10 deployments; each incumbent variant makes its first `prefect deploy --all` too.
 
 Each run, for each tool in turn: a one-line flow edit is committed, every image of this benchmark is removed
-(`empty_engine`: only ours — the bench label, tags on the bench registry, IDs the benchmark built; never a
+(`empty_engine`: only ours — the bench label, tags of ours, IDs the benchmark built; never a
 prune), then the release is timed as one fresh CLI process:
 - slipway: `build.py release --env local --json` — what `make image deploy` runs: the content image pulled
   from the build cache (the base's layers come with it), the code layers written from the commit, the entry
@@ -122,57 +122,10 @@ def _yaml(data) -> str:
 
 # --- an empty engine, of our images only ---------------------------------------------------------------------
 
-def own_image_ids(stack: BenchStack) -> set[str]:
-    """Every image of this run: built on its base (the bench label, inherited by everything built on it),
-    labelled with its repository as source, tagged on its registry, or recorded by the benchmark."""
-    client = stack.client
-    ids = {image_id for image_id in stack.images if _exists(client, image_id)}  # recorded, and not removed since
-    for label in (stack.label, f"org.opencontainers.image.source={stack.workdir / 'repo'}"):
-        ids |= {image.id for image in client.images.list(all=True, filters={"label": label})}
-    prefix = f"{stack.registry_address}/"
-    ids |= {image.id for image in client.images.list() if any(t.startswith(prefix) for t in image.tags)}
-    return ids
-
-
-def _exists(client, image_id: str) -> bool:
-    try:
-        client.images.get(image_id)
-    except Exception:  # noqa: BLE001 - docker.errors.ImageNotFound (docker is imported lazily here)
-        return False
-    return True
-
-
 def empty_engine(stack: BenchStack) -> dict:
-    """Remove this run's images (their tags, the stopped containers of them, then the images), nothing else.
-    Returns how many were removed; raises when one is left (the measurement would not be cold)."""
-    client = stack.client
-    ids = own_image_ids(stack)
-    for container in client.containers.list(all=True):
-        if container.status != "running" and container.attrs.get("Image") in ids:
-            with contextlib.suppress(Exception):
-                container.remove(force=True)
-    for image_id in ids:
-        with contextlib.suppress(Exception):
-            for tag in client.images.get(image_id).tags:  # an image of ours carries only our tags
-                client.images.remove(tag, noprune=True)
-    left = set(ids)
-    for _ in range(6):  # parents go once their children are gone
-        for image_id in list(left):
-            try:
-                client.images.remove(image_id)
-                left.discard(image_id)
-            except Exception as exc:  # noqa: BLE001 - a child still exists: next pass
-                if "No such image" in str(exc):
-                    left.discard(image_id)
-        if not left:
-            break
-    remaining = own_image_ids(stack)
-    if remaining:
-        held = [f"{i[7:19]} {stack.client.images.get(i).tags or '(untagged)'}" for i in sorted(remaining)]
-        raise RuntimeError(f"the engine still holds {len(remaining)} image(s) of this benchmark: not a cold run "
-                           f"({'; '.join(held)})")
-    stack.images.clear()
-    return {"removed": len(ids)}
+    """Remove this run's images (BenchStack.remove_images: ours only); raises when one is left (the measurement
+    would not be cold)."""
+    return {"removed": stack.remove_images(strict=True)}
 
 
 # --- the runs ------------------------------------------------------------------------------------------------
@@ -216,12 +169,7 @@ def run(stack: BenchStack, repo: BenchRepo, runs: int) -> dict:
     from slipway.project.config import load_project
 
     os_base = ensure_os_base(stack.client, load_project(repo.root), Reporter(stream=io.StringIO()))
-    try:
-        return measure(stack, repo, runs, os_base)
-    finally:
-        # The base's local tag (slipway-base:<hash>) is not one BenchStack.close() knows as the benchmark's.
-        with contextlib.suppress(Exception):
-            empty_engine(stack)
+    return measure(stack, repo, runs, os_base)  # its images are removed after it, as every scenario's
 
 
 def measure(stack: BenchStack, repo: BenchRepo, runs: int, os_base: str) -> dict:

@@ -10,11 +10,15 @@ deployment writes the server saw, counted twice independently of slipway's own r
 `updated` timestamp moved (API), and successful write requests under /api/deployments (access log).
 (f) From the registry's side during slipway's release: bytes of the blobs uploaded (PUTs that complete an
 upload, sized on the registry's disk) plus the manifests PUT, over the compressed size of the layers whose
-digests are new in the new manifest (versus the previous release's manifest).
+digests are new in the new manifest (versus the previous release's manifest). Then the same flows-only
+release with a large data/ (64 MB of random bytes committed to it, its first release untimed): bytes
+uploaded over those of (b)'s release of the same run number — a path that did not change is not sent again,
+so the ratio stays ≈ 1 whatever data/ holds.
 (g) `docker image inspect` Size of the release image over `du -sb /opt/venv` inside it.
 """
 from __future__ import annotations
 
+import os
 import urllib.parse
 import uuid
 
@@ -24,6 +28,8 @@ from bench.stack import BenchStack, changed
 from bench.tools import prefect_deploy, slipway, slipway_make
 
 DEPLOYMENTS = 10
+LARGE_DATA = "data/bench-large.bin"
+LARGE_DATA_BYTES = 64 * 2**20  # >= 50 MB: the issue's "a 200 MB data/ is pushed again for a one-line flow change"
 
 
 def uploaded_bytes(stack: BenchStack, since: float, repository: str) -> dict:
@@ -97,6 +103,55 @@ def track_prefect_images(stack: BenchStack) -> None:
         stack.images.add(image.id)
 
 
+def pushed(stack: BenchStack, since: float, prev_sha: str, sha: str) -> dict:
+    """(f) What the release of `sha` (after `prev_sha`) uploaded since `since`, from the registry's side."""
+    up = uploaded_bytes(stack, since, SLIPWAY_REPOSITORY)
+    new_manifest = stack.manifest(SLIPWAY_REPOSITORY, sha)
+    layers = changed_layers(stack.manifest(SLIPWAY_REPOSITORY, prev_sha), new_manifest)
+    blob_sizes = stack.registry_blobs()
+    in_manifest = {layer["digest"] for layer in new_manifest.get("layers", [])}
+    layer_bytes = sum(blob_sizes.get(d, 0) for d in up["blobs"] if d in in_manifest)
+    return {"uploaded_bytes": up["bytes"], "uploaded_blobs": len(up["blobs"]),
+            "uploaded_blob_sizes": {d[:19]: blob_sizes.get(d) for d in up["blobs"]},
+            "uploaded_layer_bytes": layer_bytes,
+            "config_blob_bytes": up["blob_bytes"] - layer_bytes,
+            "manifest_bytes": up["manifest_bytes"], "manifest_puts": len(up["manifest_puts"]),
+            "changed_layers": layers["layers"],
+            "changed_layer_bytes": layers["bytes"], "ratio": up["bytes"] / max(layers["bytes"], 1),
+            "layer_ratio": layer_bytes / max(layers["bytes"], 1)}
+
+
+def slipway_release(stack: BenchStack, repo: BenchRepo, prev_sha: str, marker: str) -> tuple[str, dict]:
+    """A one-line flow edit committed and released by `make image deploy ENV=local`: its sha and (f)."""
+    sha = repo.change_a_flow(marker)
+    since = _now()
+    _, out = slipway_make(stack, repo, "image", "deploy")
+    stack.track(out["image"]["image"])
+    return sha, pushed(stack, since, prev_sha, sha)
+
+
+def large_data_pushes(stack: BenchStack, repo: BenchRepo, runs: int, prev_sha: str, example: list[dict]) -> list:
+    """(f) with a large data/: LARGE_DATA_BYTES of random bytes (gzip cannot shrink them) committed to data/
+    and released once (its layer uploaded, untimed), then `runs` flows-only releases like (b)'s, each paired
+    with (b)'s run of the same number (the example's data/). The file is removed (and that committed) after,
+    so the scenarios that follow release the example as it is."""
+    path = repo.root / LARGE_DATA
+    with path.open("wb") as out:
+        for _ in range(LARGE_DATA_BYTES // 2**20):
+            out.write(os.urandom(2**20))
+    prev_sha, _ = slipway_release(stack, repo, prev_sha, "large-data")  # the data/ layer's first upload
+    rows = []
+    try:
+        for i in range(runs):
+            prev_sha, push = slipway_release(stack, repo, prev_sha, f"large-data-{i}")
+            rows.append({"run": i + 1, "data_file_bytes": LARGE_DATA_BYTES, **push,
+                         "ratio_to_example": push["uploaded_bytes"] / max(example[i]["uploaded_bytes"], 1)})
+    finally:
+        path.unlink()
+        repo.commit("bench: the example's data/ again")
+    return rows
+
+
 def run(stack: BenchStack, repo: BenchRepo, runs: int) -> dict:
     state = warm_up(stack, repo)
     prev_sha = state["sha"]
@@ -111,21 +166,7 @@ def run(stack: BenchStack, repo: BenchRepo, runs: int) -> dict:
         stack.track(image["image"])
         deploy_writes = stack.api_writes_since(offset)
         actions = [d["action"] for d in deployed["deployments"]]
-        # (f) what that release uploaded, from the registry's side.
-        up = uploaded_bytes(stack, since, SLIPWAY_REPOSITORY)
-        new_manifest = stack.manifest(SLIPWAY_REPOSITORY, sha)
-        layers = changed_layers(stack.manifest(SLIPWAY_REPOSITORY, prev_sha), new_manifest)
-        blob_sizes = stack.registry_blobs()
-        in_manifest = {layer["digest"] for layer in new_manifest.get("layers", [])}
-        layer_bytes = sum(blob_sizes.get(d, 0) for d in up["blobs"] if d in in_manifest)
-        pushes.append({"run": i + 1, "uploaded_bytes": up["bytes"], "uploaded_blobs": len(up["blobs"]),
-                       "uploaded_blob_sizes": {d[:19]: blob_sizes.get(d) for d in up["blobs"]},
-                       "uploaded_layer_bytes": layer_bytes,
-                       "config_blob_bytes": up["blob_bytes"] - layer_bytes,
-                       "manifest_bytes": up["manifest_bytes"], "manifest_puts": len(up["manifest_puts"]),
-                       "changed_layers": layers["layers"],
-                       "changed_layer_bytes": layers["bytes"], "ratio": up["bytes"] / max(layers["bytes"], 1),
-                       "layer_ratio": layer_bytes / max(layers["bytes"], 1)})
+        pushes.append({"run": i + 1, **pushed(stack, since, prev_sha, sha)})  # (f)
         prev_sha = sha
         # (c) no-op redeploy, nothing changed.
         before, offset = stack.deployments_state(SLIPWAY_POOL), stack.server_log_offset()
@@ -157,6 +198,7 @@ def run(stack: BenchStack, repo: BenchRepo, runs: int) -> dict:
                       "prefect_s": p_seconds, "prefect_deployments_written": p_written,
                       "prefect_uploaded_bytes": p_up["bytes"], "ratio": s_release / p_seconds})
     sizes = image_sizes(stack, image["image"])
+    large = large_data_pushes(stack, repo, runs, prev_sha, pushes)
     return {
         "figures": {
             "code_only_ratio_vs_prefect": median([p["ratio"] for p in pairs]),
@@ -164,9 +206,11 @@ def run(stack: BenchStack, repo: BenchRepo, runs: int) -> dict:
             "noop_redeploy_writes": max(max(n["writes_by_updated"], n["writes_in_access_log"]) for n in noop),
             "push_bytes_ratio": median([p["ratio"] for p in pushes]),
             "push_layer_bytes_ratio": median([p["layer_ratio"] for p in pushes]),
+            "push_bytes_with_large_data_ratio": median([p["ratio_to_example"] for p in large]),
             "image_size_ratio": sizes["ratio"],
         },
-        "details": {"code_only": pairs, "noop": noop, "push": pushes, "image_size": sizes},
+        "details": {"code_only": pairs, "noop": noop, "push": pushes, "push_large_data": large,
+                    "image_size": sizes},
     }
 
 

@@ -84,19 +84,30 @@ class BenchStack:
         """`io.slipway.bench=<workdir>`: marks the incumbent's build steps (Dockerfile.prefect's first line)."""
         return f"io.slipway.bench={self.workdir}"
 
+    def labelled(self, image) -> bool:
+        """Built on this run's marked base or by the incumbent's Dockerfile: every tag of it is this run's."""
+        key, _, value = self.label.partition("=")
+        return (image.labels or {}).get(key) == value
+
     def own_images(self) -> set[str]:
-        """IDs of every image this run built: tracked ones, the incumbent's (its label, intermediates
-        included), slipway's (their source label names this run's repository), and those tagged with our names."""
-        ids = set(self.images)
-        for labels in (self.label, f"org.opencontainers.image.source={self.workdir / 'repo'}"):
-            ids |= {image.id for image in self.client.images.list(all=True, filters={"label": labels})}
+        """IDs of every image of this run that is still in the engine and still ours: carrying this run's label
+        (the incumbent's build steps, intermediates included; everything built on (h)'s marked base), or a tag
+        of ours (`bench-...`, the bench registry's), or recorded by `track` and carrying no one else's tag."""
+        ids = {image.id for image in self.client.images.list(all=True, filters={"label": self.label})}
         ids |= {image.id for image in self.client.images.list() if any(self.mine(t) for t in image.tags)}
+        for image_id in self.images - ids:
+            with contextlib.suppress(ImageNotFound):
+                if all(self.mine(t) for t in self.client.images.get(image_id).tags):
+                    ids.add(image_id)
         return ids
 
-    def remove_images(self) -> None:
+    def remove_images(self, strict: bool = False) -> int:
         """Remove this run's images: first the stopped containers of them (prefect-docker builds with docker-py's
-        default rm=False, which leaves one container per build step), then our tags, then the untagged images.
-        Others' tags, containers and images are never touched."""
+        default rm=False, which leaves one container per build step), then our tags (every tag of an image
+        carrying this run's label, such as (h)'s base `slipway-base:<hash>`; only our tags of any other, such as
+        the shared base the bench registry's cache tag points at), then the images left untagged. Others' tags,
+        containers and images are never touched. Returns how many images were ours; `strict` (a cold run
+        follows): raises when one of them is still in the engine."""
         ids = self.own_images()
         for container in self.client.containers.list(all=True):
             if container.status != "running" and container.attrs.get("Image") in ids:
@@ -104,11 +115,12 @@ class BenchStack:
                     container.remove(force=True)
         for image_id in ids:
             with contextlib.suppress(Exception):
-                for tag in self.client.images.get(image_id).tags:
-                    if self.mine(tag):
+                image = self.client.images.get(image_id)
+                for tag in image.tags:
+                    if self.mine(tag) or self.labelled(image):
                         self.client.images.remove(tag, noprune=True)
         left = set(ids)
-        for _ in range(5):  # parents go once their children are gone
+        for _ in range(6):  # parents go once their children are gone
             for image_id in list(left):
                 try:
                     if not self.client.images.get(image_id).tags:
@@ -119,8 +131,16 @@ class BenchStack:
                 except Exception:  # noqa: BLE001 - a child still exists: next pass
                     pass
             if not left:
-                return
-        print(f"bench: could not remove images {sorted(i[7:19] for i in left)}", file=sys.stderr)
+                break
+        remaining = self.own_images()
+        self.images.intersection_update(remaining)
+        if remaining and strict:
+            held = [f"{i[7:19]} {self.client.images.get(i).tags or '(untagged)'}" for i in sorted(remaining)]
+            raise RuntimeError(f"the engine still holds {len(remaining)} image(s) of this benchmark: not a cold "
+                               f"run ({'; '.join(held)})")
+        if remaining:
+            print(f"bench: could not remove images {sorted(i[7:19] for i in remaining)}", file=sys.stderr)
+        return len(ids)
 
     # -- environment for the two tools -------------------------------------------------------------------
 
