@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 from pathlib import Path
 
 import pytest
 
+from tests.kit.outcome import Outcome  # noqa: F401  (re-exported for the suites)
 from tests.kit.repo import REPO_ROOT, git, snapshot_repo  # noqa: F401  (re-exported for the suites)
 
 
@@ -91,21 +91,6 @@ def release_image(docker_engine, snapshot) -> dict:
 
     built = pipeline.build(pipeline.Workspace(load_project(snapshot), Reporter(stream=io.StringIO())))
     return {**results.image_json(built), "root": snapshot}
-
-
-class Outcome:
-    def __init__(self, code: int, stdout: str, stderr: str):
-        self.code = code
-        self.stdout = stdout
-        self.stderr = stderr
-
-    def json(self) -> dict:
-        return json.loads(self.stdout)
-
-    @property
-    def error(self) -> str:
-        lines = [ln for ln in self.stderr.splitlines() if ln.startswith("error: ")]
-        return lines[-1] if lines else ""
 
 
 @pytest.fixture

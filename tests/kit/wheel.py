@@ -7,7 +7,6 @@ feature that only works inside it fails here.
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -15,24 +14,10 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.kit.outcome import Outcome
 from tests.kit.repo import REPO_ROOT
 
 INSTALL_SECONDS = 600  # a cold package cache downloads Prefect and its closure
-
-
-@dataclass(frozen=True)
-class Ran:
-    code: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> dict:
-        return json.loads(self.stdout)
-
-    @property
-    def error(self) -> str:
-        lines = [ln for ln in self.stderr.splitlines() if ln.startswith("error: ")]
-        return lines[-1] if lines else ""
 
 
 @dataclass(frozen=True)
@@ -44,14 +29,14 @@ class InstalledSlipway:
     def command(self) -> Path:
         return self.venv / "bin" / "slipway"
 
-    def run(self, *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 900) -> Ran:
+    def run(self, *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 900) -> Outcome:
         """`slipway <args>` in `cwd`, with this process's environment (Docker, Git) plus `env`, but none of
         this repository's Python path."""
         environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "SLIPWAY_ROOT")}
         environ.update(env or {})
         proc = subprocess.run([str(self.command), *args], cwd=cwd, env=environ, capture_output=True, text=True,
                               timeout=timeout)
-        return Ran(proc.returncode, proc.stdout, proc.stderr)
+        return Outcome(proc.returncode, proc.stdout, proc.stderr)
 
     def wheel_files(self) -> list[str]:
         with zipfile.ZipFile(self.wheel) as wheel:
