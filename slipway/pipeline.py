@@ -984,10 +984,9 @@ def doctor(root, env_name: str, reporter: Reporter) -> list[Finding]:
         needed = entry_point_files(declarations)
         reporter.detail(f"build context not listed: {exc}")
     hidden = ignored(project.root, needed)
-    findings += [Finding.of("git", exc) for exc in hidden]
+    findings += [Finding.of("git", exc) for exc in hidden.values()]
     # An entry point Git ignores is not in the image's code layers either: said once, by the Git check.
-    skip = {i for i, decl in enumerate(declarations.deployments)
-            if any(exc.message.startswith(f"{decl.entrypoint.rpartition(':')[0]} (") for exc in hidden)}
+    skip = {i for i, decl in enumerate(declarations.deployments) if decl.entrypoint.rpartition(":")[0] in hidden}
     results = doctor_image(project, env_name, facts, declarations, reporter, findings, skip)
     reporter.step(f"checking {len(declarations.deployments)} deployment(s) against work pool "
                   f"'{project.environment(env_name).work_pool.name}'")

@@ -150,20 +150,20 @@ def ignore_rules(root: Path, paths: list[str]) -> dict[str, str]:
             for i in range(0, len(fields) - 3, 4) if fields[i]}
 
 
-def ignored(root: Path, needed: dict[str, str]) -> list[SlipwayError]:
-    """One error per file the release needs (`needed`: path -> what it is) that Git ignores, each naming the
+def ignored(root: Path, needed: dict[str, str]) -> dict[str, SlipwayError]:
+    """Each file the release needs (`needed`: path -> what it is) that Git ignores, with its error naming the
     rule that hides it: a release built here from it could not be built from a clone."""
     hidden = ignore_rules(root, sorted(needed))
-    return [SlipwayError(f"{path} ({needed[path]}) is ignored by Git ({hidden[path]}), so a clone of this commit "
-                         "would not have it",
-                         f"track it (`git add -f {path}`) or narrow that rule, and commit; `git check-ignore -v "
-                         f"{path}` shows the rule")
-            for path in sorted(hidden)]
+    return {path: SlipwayError(f"{path} ({needed[path]}) is ignored by Git ({hidden[path]}), so a clone of this "
+                               "commit would not have it",
+                               f"track it (`git add -f {path}`) or narrow that rule, and commit; `git check-ignore "
+                               f"-v {path}` shows the rule")
+            for path in sorted(hidden)}
 
 
 def refuse_ignored(root: Path, needed: dict[str, str]) -> None:
     """The first of `ignored` as the error, saying how many more there are."""
-    found = ignored(root, needed)
+    found = list(ignored(root, needed).values())
     if found:
         first = found[0]
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
