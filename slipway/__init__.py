@@ -6,4 +6,4 @@ The verbs follow the data one way: image (commit -> image), push (image -> diges
 
 # The one place the version is kept: pyproject.toml reads it (setuptools' `attr:`), `slipway --version`
 # prints it, and every release layer records it (image/release_layer.py).
-__version__ = "0.4.0"
+__version__ = "0.5.0"

@@ -7,6 +7,7 @@ The release flow, one verb per step:
   release   image + deploy in one process (what `make image deploy ENV=...` runs)
   rollback  re-register an older release from the registry: no checkout, no build, no push
   promote   copy a release from one environment's registry to another's, by digest: no engine, no build
+  init      slipway's files for an existing repository, from what it has (--upgrade keeps your edits)
   doctor    every check a release makes that needs no registry and no Prefect, one line per finding
 
 Configuration lives in slipway.yaml (the image and the environments: registry, Prefect, work pool) and
@@ -48,6 +49,7 @@ VERBS = {
     "releases": ("releases", "list the releases in an environment's registry and which one is live"),
     "rollback": ("rollback", "redeploy an older release from the registry, without a rebuild"),
     "promote": ("promote", "copy a release from one environment's registry to another's by digest (no build)"),
+    "init": ("init", "write slipway's files into an existing repository (--upgrade: bring them forward)"),
     "doctor": ("doctor", "check what a release needs without a registry or Prefect: Git, dbt, imports, job variables"),
     "up": ("stack", "start the local registry and Prefect server (the embedded default)"),
     "down": ("stack", "stop the local registry and Prefect server"),

@@ -15,13 +15,17 @@ what was written and how to finish (deploy/apply.py).
 - `manifests`: each deployment's Kubernetes Job, rendered and validated.
 - `promote`: a release copied from one environment's registry to another's by digest (no engine), then tagged.
 - `doctor`: every check the others make that needs no registry and no Prefect, as findings (writes nothing).
+- `init`: slipway's files for an existing repository (read, answered, rendered and locked in a scratch
+  folder, then only what it lacks written); `--upgrade` brings them forward, `--lock` resolves the lock again.
 """
 from __future__ import annotations
 
+import shutil
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from pathlib import Path
 
 import anyio
 
@@ -49,6 +53,7 @@ from slipway.deploy.validate import (
 from slipway.deploy.verify import NotFollowed, Verification, run_verification, verify_parameters
 from slipway.errors import Finding, SlipwayError
 from slipway.image import release_layer
+from slipway.image.base import RUNTIME_LOCK
 from slipway.image.build import (
     CONTENT_LABEL,
     REVISION_LABEL,
@@ -72,6 +77,20 @@ from slipway.image.dbt import dbt_findings
 from slipway.image.engine import docker_client, pull
 from slipway.image.probe import probe_requests
 from slipway.image.release_layer import ReleaseLayer
+from slipway.init.answers import Ask, answer, moved_answers
+from slipway.init.discover import discover
+from slipway.init.lock import LOCK_INPUT, compile_lock
+from slipway.init.scaffold import (
+    ANSWERS_FILE,
+    Placement,
+    Upgrade,
+    compare,
+    latest_version,
+    place,
+    render,
+    upgrade,
+    with_scratch,
+)
 from slipway.invocation import command
 from slipway.output import Reporter
 from slipway.project.config import CONFIG_FILE, Project, VerifyConfig, check_project
@@ -1020,3 +1039,73 @@ def doctor_image(project: Project, env_name: str, facts: GitFacts, declarations:
     finally:
         probe.discard()
     return results
+
+
+# --- init --------------------------------------------------------------------------------------------------
+
+@dataclass
+class Initialised:
+    """What `init` did: the files written, those already there (kept: different, never overwritten), and
+    what it tells the team (packages moved into the lock)."""
+
+    placement: Placement
+    notes: list[str]
+    already: str | None = None  # why nothing was written: the repository is set up already
+
+
+def init_repository(root, ask: Ask, reporter: Reporter, name: str | None = None, dbt: str | None = None,
+                    install_from: str | None = None) -> Initialised:
+    """slipway's files for an existing repository: what it has is read (discover), the template answered
+    from it, rendered into a scratch folder with the runtime lock resolved there, and only then the files
+    the repository lacks are written. Nothing is overwritten; run again, nothing changes."""
+    if (root / ANSWERS_FILE).is_file() or (root / CONFIG_FILE).is_file():
+        written_by_init = (root / ANSWERS_FILE).is_file()
+        return Initialised(Placement(), [], already=(
+            f"{ANSWERS_FILE} exists: slipway init set this repository up already; "
+            f"`{command('init', '--upgrade')}` brings its files to this slipway's template"
+            if written_by_init else f"{CONFIG_FILE} exists: this repository is set up already (not by slipway "
+            "init, so there is nothing to upgrade); nothing written"))
+    reporter.step(f"reading {root}: flows, deployments, dbt projects, packages, dependency files")
+    found = discover(root)
+    decided = answer(found, ask, name=name, dbt=dbt, install_from=install_from)
+    with with_scratch() as scratch:
+        out = Path(scratch) / "render"
+        render(decided.values, out, latest_version())
+        placement = compare(root, out)
+        if not (root / RUNTIME_LOCK).exists():
+            reporter.step(f"resolving the runtime lock {RUNTIME_LOCK} (uv pip compile --generate-hashes)")
+            _lock_in(root, out, found.dependency_files)
+            placement.written.append(RUNTIME_LOCK)
+        place(root, out, placement.written)
+    return Initialised(placement, decided.notes)
+
+
+def _lock_in(root, out, dependency_files: list[str]) -> None:
+    """The lock resolved in `out` (the render) from the runtime.in the repository will have (the team's own
+    when it has one) and the dependency files that includes."""
+    for relative in [*dependency_files, *([LOCK_INPUT] if (root / LOCK_INPUT).is_file() else [])]:
+        (out / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(root / relative, out / relative)
+    compile_lock(out, out / RUNTIME_LOCK)
+
+
+def relock(root, reporter: Reporter) -> None:
+    """`init --lock`: the runtime lock resolved again from requirements/runtime.in (after an edit there or in
+    a dependency file it includes), replaced only once resolved."""
+    if not (root / LOCK_INPUT).is_file():
+        raise SlipwayError(f"{LOCK_INPUT} not found in {root}", f"run `{command('init')}` first")
+    reporter.step(f"resolving the runtime lock {RUNTIME_LOCK} from {LOCK_INPUT}")
+    with with_scratch() as scratch:
+        resolved = Path(scratch) / "runtime.txt"
+        compile_lock(root, resolved)
+        shutil.copy2(resolved, root / RUNTIME_LOCK)
+
+
+def upgrade_repository(root, reporter: Reporter) -> Upgrade:
+    """`init --upgrade`: the files init wrote, brought to this slipway's template by copier's three-way merge
+    (the team's edits kept, conflicts marked), then the lock resolved again when runtime.in changed."""
+    reporter.step("bringing slipway init's files forward (copier update: a three-way merge)")
+    done = upgrade(root, moved_answers())
+    if LOCK_INPUT in done.changed and not done.conflicts:
+        relock(root, reporter)
+    return done

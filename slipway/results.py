@@ -191,3 +191,43 @@ def doctor_human(findings: list[Finding]) -> str:
     said = f" ({warnings} warning{'s' * (warnings != 1)})" if warnings else ""
     summary = (f"{errors} error{'s' * (errors != 1)}{said}: a release would fail" if errors else f"ok{said}")
     return "\n".join([*(f.line() for f in findings), summary])
+
+
+def init_json(done) -> dict[str, Any]:
+    placement = done.placement
+    return {"written": placement.written, "unchanged": placement.unchanged, "kept": placement.kept,
+            "notes": done.notes, "already": done.already}
+
+
+def init_human(done) -> str:
+    """Each file written; each one kept (the repository's own, never overwritten) with what init would have
+    written; what was moved into the lock; then the next steps."""
+    if done.already:
+        return done.already
+    placement = done.placement
+    lines = [f"wrote {path}" for path in placement.written]
+    lines += [f"unchanged {path}" for path in placement.unchanged]
+    for path, diff in placement.kept.items():
+        lines.append(f"kept {path} (yours, not overwritten); slipway init would write:")
+        lines += [f"  {line}" for line in diff.splitlines()]
+    lines += [f"note: {note}" for note in done.notes]
+    if placement.written:
+        lines.append("next: review and commit these files, then `slipway doctor`, `slipway up` and "
+                     "`slipway release --env local`")
+    return "\n".join(lines)
+
+
+def upgrade_json(done) -> dict[str, Any]:
+    return {"from": done.before, "to": done.after, "changed": done.changed, "conflicts": done.conflicts}
+
+
+def upgrade_human(done) -> str:
+    if done.before == done.after:
+        return f"up to date: slipway init's files are this slipway's template ({done.after}); nothing changed"
+    lines = [f"upgraded slipway init's files from template {done.before} to {done.after}"]
+    lines += [f"changed {path}" for path in done.changed if path not in done.conflicts]
+    lines += [f"error: {path}: the upgrade and your edit overlap (marked <<<<<<< / >>>>>>>); resolve it, "
+              "then commit" for path in done.conflicts]
+    if not done.conflicts:
+        lines.append("next: review the diff (git diff) and commit it")
+    return "\n".join(lines)

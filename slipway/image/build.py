@@ -1,15 +1,15 @@
 """Build HEAD's release image: `<name>:<sha>`, `<name>:<short sha>`, `<name>:<git tag>`, with OCI labels.
 
 An image is two parts, each addressed by its inputs:
-1. the **content image**: what images/flow/Dockerfile builds on the runtime base (the custom-modules
-   package, the parsed dbt project: whatever a team puts there), built by the engine only when a hash of
-   its inputs changes (`<name>:content-<hash>`). The inputs are content only — the base by its own inputs'
+1. the **content image**: what the team's Dockerfile (or slipway's own, image/content_dockerfile.py)
+   builds on the runtime base (the repository's packages, the parsed dbt project: whatever a team puts
+   there), built by the engine only when a hash of its inputs changes (`<name>:content-<hash>`). The inputs are content only — the base by its own inputs'
    hash (image/base.py `cache_key`), never by the name or registry it is stored under — so every command
    (`image` with or without an environment, `release`, another clone pulling from the build cache) finds
    the same content image for one commit;
 2. slipway's own **layers** on top, written from the commit (image/layers.py), byte for byte the same for
    the same files (a fixed time on every entry, not the commit's): one per code path of slipway.yaml
-   `image.code` (default `flows` and `data`), so an unchanged path keeps its layer digest from release to
+   `image.code` (the example's: `flows` and `data`), so an unchanged path keeps its layer digest from release to
    release, then the release layer (image/release_layer.py: the commit's configuration and what the
    entry-point probe found).
 
@@ -32,7 +32,7 @@ from typing import Any
 import docker
 
 from slipway.errors import SlipwayError
-from slipway.image import release_layer
+from slipway.image import content_dockerfile, release_layer
 from slipway.image.assemble import AssembledImage, assemble, load_archive
 from slipway.image.base import RUNTIME_LOCK, ensure_base
 from slipway.image.base import cache_key as base_inputs
@@ -124,18 +124,42 @@ def head_reference(project: Project, facts: GitFacts) -> str:
 
 # --- 1. the content image ----------------------------------------------------------------------------------
 
+def dockerfile_of(project: Project) -> tuple[str, bytes]:
+    """The content image's Dockerfile: its name in the build context and its bytes. The team's own
+    (slipway.yaml image.dockerfile), or the one slipway writes from image.dbt and image.packages."""
+    config = project.config.image
+    if config.dockerfile is None:
+        return content_dockerfile.NAME, content_dockerfile.render(project.root, config).encode()
+    path = project.resolve(config.dockerfile)
+    try:
+        return str(path.relative_to(project.resolve(config.context))), path.read_bytes()
+    except FileNotFoundError as exc:
+        raise SlipwayError(f"{config.dockerfile} (slipway.yaml image.dockerfile) not found in {project.root}",
+                           "create it, or remove image.dockerfile to have slipway write the content image's "
+                           "Dockerfile from image.dbt and image.packages") from exc
+
+
+def dockerfile_shown(project: Project) -> str:
+    """How messages name the content image's Dockerfile."""
+    return project.config.image.dockerfile or "slipway's content Dockerfile (slipway.yaml image.dbt, image.packages)"
+
+
 def content_files(project: Project) -> list[str]:
-    """The build context of the content image, relative to it: what .dockerignore lets through, minus the
-    code paths (they become slipway's layers, so a code change never rebuilds the content image)."""
+    """The build context of the content image, relative to it: what .dockerignore lets through (slipway's
+    allowlist with slipway's Dockerfile), minus the code paths (they become slipway's layers, so a code
+    change never rebuilds the content image)."""
     from docker.utils.build import exclude_paths
 
     config = project.config.image
     context = project.resolve(config.context)
-    ignore = context / DOCKERIGNORE
-    patterns = [p.strip() for p in (ignore.read_text().splitlines() if ignore.is_file() else [])
-                if p.strip() and not p.strip().startswith("#")]
+    if config.dockerfile is None:
+        patterns = content_dockerfile.context_patterns(project.root, config)
+    else:
+        ignore = context / DOCKERIGNORE
+        patterns = [p.strip() for p in (ignore.read_text().splitlines() if ignore.is_file() else [])
+                    if p.strip() and not p.strip().startswith("#")]
     patterns += [f"{path.strip('/')}" for path in config.code] + [f"{path.strip('/')}/**" for path in config.code]
-    dockerfile = str(project.resolve(config.dockerfile).relative_to(context))
+    dockerfile = dockerfile_of(project)[0]
     found = exclude_paths(str(context), patterns, dockerfile=dockerfile)
     return sorted(p for p in found if (context / p).is_file())
 
@@ -147,8 +171,9 @@ def release_inputs(project: Project, files: list[str]) -> dict[str, str]:
     context = project.resolve(project.config.image.context)
     needed = {str((context / name).relative_to(project.root)): "in the content image's build context"
               for name in files if (context / name).is_relative_to(project.root)}
-    needed.update({project.config.image.dockerfile: "the content image's Dockerfile",
-                   project.config.base.dockerfile: "the base image's Dockerfile",
+    if project.config.image.dockerfile is not None:
+        needed[project.config.image.dockerfile] = "the content image's Dockerfile"
+    needed.update({project.config.base.dockerfile: "the base image's Dockerfile",
                    RUNTIME_LOCK: "the runtime lock", CONFIG_FILE: "slipway's configuration",
                    project.config.deployments: "the deployments"})
     return needed
@@ -181,7 +206,7 @@ def content_inputs(project: Project, files: list[str]) -> str:
     config = project.config.image
     context = project.resolve(config.context)
     digest = hashlib.sha256()
-    for part in (config.dockerfile, project.resolve(config.dockerfile).read_bytes(),
+    for part in (config.dockerfile or content_dockerfile.NAME, dockerfile_of(project)[1],
                  "base-inputs:" + base_inputs(project), config.app_dir):
         digest.update((part if isinstance(part, bytes) else part.encode()) + b"\0")
     for name in files:
@@ -197,8 +222,11 @@ def _context_tar(project: Project, files: list[str]) -> io.BytesIO:
     context = project.resolve(config.context)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        dockerfile = project.resolve(config.dockerfile)
-        for name, path in [(str(dockerfile.relative_to(context)), dockerfile), *((n, context / n) for n in files)]:
+        name, data = dockerfile_of(project)
+        info = tarfile.TarInfo(name)
+        info.size, info.mode = len(data), 0o644
+        tar.addfile(info, io.BytesIO(data))
+        for name, path in ((n, context / n) for n in files):
             info = tar.gettarinfo(str(path), arcname=name)
             info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
             with open(path, "rb") as fh:
@@ -222,6 +250,10 @@ def build_content(engine: docker.DockerClient, project: Project, facts: GitFacts
     tag = f"{config.name}:{cached}"
     if image_exists(engine, tag) and not nocache:
         reporter.step(f"content image {tag} is up to date (no build)")
+        if cache is not None and cache.holds(cached, reporter) is False:
+            # Built here without the environment (`image`, `doctor`): the cache gets it now, or another
+            # machine would build this content again, and the engine's builds are never byte-identical.
+            cache.push(engine, tag, cached, "content image", reporter)
         return ContentImage(tag, inputs, engine.api.inspect_image(tag))
     if cache is not None and not nocache:
         held = cache.holds(cached, reporter)
@@ -233,18 +265,17 @@ def build_content(engine: docker.DockerClient, project: Project, facts: GitFacts
     base = ensure_base(engine, project, reporter, cache)  # with a cache: pulled, or built and pushed
     if cache is not None and base != cache.reference(base_cache_tag(project)):
         cache = None  # the cache went away meanwhile (warned): nothing is pushed to it
-    reporter.step(f"building the content image {tag} ({config.dockerfile})")
-    with reporter.group(f"docker build {config.dockerfile}"):
+    reporter.step(f"building the content image {tag} ({dockerfile_shown(project)})")
+    with reporter.group(f"docker build {dockerfile_shown(project)}"):
         stream = engine.api.build(
-            fileobj=_context_tar(project, files), custom_context=True,
-            dockerfile=str(project.resolve(config.dockerfile).relative_to(project.resolve(config.context))),
+            fileobj=_context_tar(project, files), custom_context=True, dockerfile=dockerfile_of(project)[0],
             buildargs={"BASE_IMAGE": base}, labels={CONTENT_LABEL: inputs}, tag=tag,
             rm=True, forcerm=True, pull=False, nocache=nocache, decode=True)
         try:
             stream_build(stream, reporter.detail)
         except BuildFailed as exc:
-            raise SlipwayError(f"{config.dockerfile}: image build failed at {exc}",
-                               "fix that step and rebuild (`{command('image', '--verbose')}` shows the whole "
+            raise SlipwayError(f"{dockerfile_shown(project)}: image build failed at {exc}",
+                               f"fix that step and rebuild (`{command('image', '--verbose')}` shows the whole "
                                "build output)") from exc
     if cache is not None:
         cache.push(engine, tag, cached, "content image", reporter)

@@ -79,7 +79,8 @@ def dbt_findings(engine: docker.DockerClient, image: str, project: Project, env_
                         "parsed there (nor run by a flow)", "add dbt-core and your adapter to the runtime lock")]
     if "No dbt_project.yml found" in parsed.output:
         return [Finding("warning", "dbt", f"{shown}: the dbt project is not in the image at {in_image}",
-                        f"COPY it there in {project.config.image.dockerfile}, or add {project_dir} to "
+                        (f"COPY it there in {project.config.image.dockerfile}" if project.config.image.dockerfile
+                         else f"set {CONFIG_FILE} image.dbt: {project_dir}") + f", or add {project_dir} to "
                         f"{CONFIG_FILE} image.code")]
     if parsed.missing_env:
         readers = env_vars_without_default(project.resolve(project_dir))
@@ -87,7 +88,7 @@ def dbt_findings(engine: docker.DockerClient, image: str, project: Project, env_
                         + (f" ({Path(project_dir) / readers[name]})" if name in readers else "")
                         + f" has no default and {name} is not set",
                         f"give it a default (env_var('{name}', '...')), or set {name} in the image (ENV in "
-                        f"{project.config.image.dockerfile}) or in {CONFIG_FILE} "
+                        f"{project.config.image.dockerfile or 'Dockerfile.base'}) or in {CONFIG_FILE} "
                         f"environments.{env_name}.job_variables.env")
                 for name in parsed.missing_env]
     return [Finding("error", "dbt", f"{shown}: dbt parse fails in the image: {parsed.output}",

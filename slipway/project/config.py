@@ -224,22 +224,46 @@ class EnvironmentConfig(_Strict):
 
 class ImageConfig(_Strict):
     name: str  # the local image repository: `<name>:<sha>`
-    dockerfile: str = "images/flow/Dockerfile"
+    # The content image's Dockerfile, the team's own; omitted, slipway writes one from `dbt` and `packages`
+    # (image/content_dockerfile.py), so a repository needs no Dockerfile and no .dockerignore of its own.
+    dockerfile: str | None = None
     context: str = "."
+    # Only with slipway's Dockerfile (a team's own COPYs what it needs): the dbt project's folder ("." for the
+    # repository root), parsed at build time; the folders of the repository's Python packages (each with a
+    # pyproject.toml or setup.py), installed into the runtime venv.
+    dbt: str | None = None
+    packages: list[str] = Field(default_factory=list)
     # Where the repository's files live in the image: the flow runs' working directory, the root entry
     # points are relative to, and where slipway puts its layers (code paths, `<app_dir>/.slipway`).
     app_dir: str = "/opt/prefect"
     # The code paths (relative to the repository root): slipway writes each as its own layer from the commit,
     # under app_dir, on top of what the Dockerfile builds. A change to them rebuilds nothing.
-    code: list[str] = Field(default_factory=lambda: ["flows", "data"])
+    code: list[str] = Field(default_factory=list)
 
-    @field_validator("code")
+    @field_validator("code", "packages")
     @classmethod
     def _relative(cls, v: list[str]) -> list[str]:
         for path in v:
-            if not path.strip("/") or path.startswith("/") or ".." in path.split("/"):
-                raise ValueError(f"'{path}' must be a path inside the repository, such as flows")
-        return v
+            _inside_repository(path)
+        return [path.strip("/") for path in v]
+
+    @field_validator("dbt")
+    @classmethod
+    def _dbt_inside(cls, v: str | None) -> str | None:
+        if v is None or v.strip("/") in ("", "."):
+            return None if v is None else "."
+        _inside_repository(v)
+        return v.strip("/")
+
+    @model_validator(mode="after")
+    def _layout_for_slipways_dockerfile(self) -> ImageConfig:
+        if self.dockerfile is not None and (self.dbt is not None or self.packages):
+            raise ValueError("dbt and packages describe slipway's own Dockerfile; with image.dockerfile, COPY "
+                             "the dbt project and install the packages there (or remove image.dockerfile)")
+        if self.dockerfile is None and self.context.strip("/") not in ("", "."):
+            raise ValueError("context is the team's Dockerfile's; slipway's own builds from the repository root "
+                             "(remove image.context, or name your Dockerfile in image.dockerfile)")
+        return self
 
     @field_validator("app_dir")
     @classmethod
@@ -249,6 +273,11 @@ class ImageConfig(_Strict):
         return v.rstrip("/")
 
 
+def _inside_repository(path: str) -> None:
+    if not path.strip("/") or path.startswith("/") or ".." in path.split("/"):
+        raise ValueError(f"'{path}' must be a path inside the repository, such as pipelines")
+
+
 class BaseConfig(_Strict):
     dockerfile: str = "Dockerfile.base"
     image: str = "python:3.11-slim-bookworm"  # BASE_IMAGE; SLIPWAY_BASE_IMAGE overrides it
@@ -256,7 +285,7 @@ class BaseConfig(_Strict):
 
 
 class ProjectConfig(_Strict):
-    # The slipway versions this project needs (`slipway: ">=0.4,<0.5"`, PEP 440), checked against the running
+    # The slipway versions this project needs (`slipway: ">=0.5,<0.6"`, PEP 440), checked against the running
     # slipway by load_project before anything else is read. A release's own copy, read back for a rollback,
     # is not checked: an upgraded slipway must still roll back to what an older one released.
     slipway: str | None = None
@@ -391,7 +420,7 @@ def require_slipway_version(wanted: Any) -> None:
         spec = SpecifierSet(str(wanted))
     except InvalidSpecifier as exc:
         raise SlipwayError(f"{CONFIG_FILE}: slipway: '{wanted}' is not a version range",
-                           'write it as a PEP 440 range, e.g. slipway: ">=0.4,<0.5"') from exc
+                           'write it as a PEP 440 range, e.g. slipway: ">=0.5,<0.6"') from exc
     if not spec.contains(__version__, prereleases=True):
         raise SlipwayError(f"{CONFIG_FILE} needs slipway {spec}, and this is slipway {__version__}",
                            f"install a slipway in that range (uv tool install 'slipway{spec}', or pip install) "

@@ -263,3 +263,35 @@ def test_each_environment_gets_the_prefect_credential_its_server_takes():
         prefect = config[env]["prefect"]
         variable = prefect.get("auth_string_env") or prefect.get("api_key_env")
         assert step["env"][variable] == f"${{{{ secrets.{variable} }}}}", env
+
+
+@pytest.fixture(scope="module")
+def init_workflows(tmp_path_factory) -> list[Path]:
+    """The workflows `slipway init` writes into a team's repository, rendered from slipway's template."""
+    from slipway.init.scaffold import latest_version, render
+
+    out = tmp_path_factory.mktemp("init") / "render"
+    render({"name": "team", "code": ["pipelines"], "work_pool": "team-docker", "slipway_range": ">=0.5,<0.6",
+            "slipway_install": "slipway==0.5.0"}, out, latest_version())
+    files = sorted((out / ".github" / "workflows").glob("*.yml"))
+    assert [f.name for f in files] == ["slipway-release.yml", "slipway-rollback.yml"]
+    return files
+
+
+def test_the_workflows_init_writes_pass_actionlint_and_keep_the_release_rules(actionlint, init_workflows):
+    findings = actionlint(*init_workflows)
+    assert findings == [], "actionlint findings:\n" + _format(findings)
+    groups = set()
+    for path in init_workflows:
+        text = path.read_text()
+        for job_id, job in yaml.safe_load(text)["jobs"].items():
+            assert job["concurrency"]["cancel-in-progress"] is False, job_id
+            groups.add(job["concurrency"]["group"].replace("${{ inputs.environment }}", "staging"))
+            for step in job["steps"]:
+                assert "${{" not in step.get("run", ""), f"{path.name} {job_id}: expression in run"
+                if "uses" in step:
+                    assert re.fullmatch(r"[\w.-]+/[\w./-]+@v\d+", step["uses"]), step["uses"]
+        for match in re.finditer(r"\$\{\{\s*secrets\.(\w+)", text):
+            line = text[:match.start()].rsplit("\n", 1)[-1]
+            assert re.fullmatch(r"\s+[A-Z_]+: ", line), f"{path.name}: secrets.{match.group(1)} outside env:"
+    assert groups == {"slipway-staging"}  # release and rollback of one environment never overlap

@@ -22,7 +22,7 @@ import yaml
 
 from tests.conftest import Outcome, remove_tags_containing  # noqa: F401  (re-exported for the suites)
 from tests.kit.net import free_port  # noqa: F401  (the bad-input tests use it)
-from tests.kit.repo import REPO_ROOT, git, snapshot_repo
+from tests.kit.repo import EXAMPLE_LAYOUT, REPO_ROOT, git, snapshot_repo
 
 # The test process's own Prefect client must not read or write the user's ~/.prefect.
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="deploy-prefect-home-"))
@@ -95,7 +95,7 @@ def slipway_config(name: str, registry_address: str, api_url: str, **env_overrid
     envs = {"local": local, "kind": kind}
     for env_name, extra in env_overrides.items():
         envs[env_name] = {**envs.get(env_name, local), **extra}
-    return {"image": {"name": name}, "deployments": "deployments.yaml", "kubernetes_version": "1.30.0",
+    return {"image": {"name": name, **EXAMPLE_LAYOUT}, "deployments": "deployments.yaml", "kubernetes_version": "1.30.0",
             "environments": envs}
 
 

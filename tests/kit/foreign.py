@@ -120,3 +120,60 @@ def apply_doctors_fixes(root: Path) -> None:
     (root / "profiles.yml").write_text(PROFILES_WITH_DEFAULT)
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "doctor's fixes")
+
+
+# --- the same team before slipway: nothing of slipway's, for `slipway init` -----------------------------------
+
+TEAM_REQUIREMENTS = (
+    "prefect==3.8.8\n"
+    "prefect-docker\n"
+    # dbt-core is pinned as this repository's lock pins it: newer releases on this machine's index need a
+    # download from GitHub at install time (README "Dependency locks").
+    "dbt-core~=1.11.0\n"
+    "dbt-duckdb\n"
+)
+# What uv resolves the team's lock as of: the index this machine reaches serves newer releases that Prefect
+# 3.8.8 does not run with (the same date as this repository's own locks).
+LOCK_DATE = {"UV_EXCLUDE_NEWER": "2026-10-07"}
+
+
+def team_prefect_yaml(suffix: str, nightly_dir: str, pip_packages: bool) -> dict:
+    """The team's prefect.yaml with deployment names of this test's own (the session's server is shared)."""
+    document = prefect_yaml(nightly_dir, pip_packages)
+    for deployment in document["deployments"]:
+        deployment["name"] = f"{deployment['name']}-{suffix}"
+    return document
+
+
+def write_team_repo(root: Path, suffix: str) -> Path:
+    """The team's repository with none of slipway's files: flows under pipelines/ (one in a `build/` folder
+    GitHub's .gitignore hides, one loading a block at import time), a prefect.yaml with prefect-docker
+    build/push steps and `pip_packages`, a dbt project at the root, its own requirements.txt. One commit."""
+    root.mkdir(parents=True)
+    (root / ".gitignore").write_text(PYTHON_GITIGNORE.read_text())
+    (root / "requirements.txt").write_text(TEAM_REQUIREMENTS)
+    (root / "dbt_project.yml").write_text("name: team\nversion: '1.0'\nprofile: team\nmodel-paths: [models]\n")
+    (root / "profiles.yml").write_text(PROFILES_WITH_DEFAULT)
+    (root / "models").mkdir()
+    (root / "models" / "orders.sql").write_text("select 1 as id\n")
+    (root / "pipelines" / "build").mkdir(parents=True)
+    (root / "pipelines" / "ingest.py").write_text(INGEST_AT_IMPORT)
+    (root / "pipelines" / "build" / "nightly.py").write_text(NIGHTLY)
+    (root / "prefect.yaml").write_text(yaml.safe_dump(team_prefect_yaml(suffix, "pipelines/build", True),
+                                                      sort_keys=False))
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "the team's pipelines")
+    return root
+
+
+def apply_doctors_fixes_to_team(root: Path, suffix: str) -> None:
+    """What `slipway doctor` tells the team, committed: the block loaded in the flow, pip_packages gone (init
+    put them in the lock), the flow out of the ignored build/ folder."""
+    (root / "pipelines" / "ingest.py").write_text(INGEST_IN_FLOW)
+    (root / "pipelines" / "jobs").mkdir()
+    (root / "pipelines" / "build" / "nightly.py").rename(root / "pipelines" / "jobs" / "nightly.py")
+    (root / "prefect.yaml").write_text(yaml.safe_dump(team_prefect_yaml(suffix, "pipelines/jobs", False),
+                                                      sort_keys=False))
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "doctor's fixes")

@@ -7,6 +7,8 @@ import subprocess
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# The example's image layout, as its slipway.yaml says it: for a test's own slipway.yaml on the example's files.
+EXAMPLE_LAYOUT = {"dockerfile": "images/flow/Dockerfile", "code": ["flows", "data"]}
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "slipway tests", "GIT_AUTHOR_EMAIL": "tests@slipway.invalid",

@@ -22,7 +22,7 @@ from slipway.output import Reporter
 from slipway.project.config import load_project
 from slipway.project.git import read_git_facts
 from tests.kit.net import free_port
-from tests.kit.repo import git
+from tests.kit.repo import EXAMPLE_LAYOUT, git
 
 with warnings.catch_warnings():
     # stdlib on 3.11 (deprecated, gone in 3.13): bcrypt through libxcrypt, the only hash docker-registry's
@@ -73,7 +73,7 @@ def write_project(root: Path, registry_address: str, name: str) -> None:
     common = {"repository": name, "prefect": {"api_url": "http://127.0.0.1:9/api"},
               "work_pool": {"name": "push-pool", "type": "docker"}}
     config = {
-        "image": {"name": name},
+        "image": {"name": name, **EXAMPLE_LAYOUT},
         "environments": {
             "local": {"registry": generic, **common},
             "shared": {"registry": generic, **common},

@@ -22,7 +22,7 @@ from slipway.output import Reporter
 from slipway.project.config import load_project
 from slipway.target import open_target
 from tests.kit.net import free_port
-from tests.kit.repo import REPO_ROOT, git
+from tests.kit.repo import EXAMPLE_LAYOUT, REPO_ROOT, git
 from tests.push.conftest import PASSWORD, USER
 
 pytestmark = pytest.mark.docker
@@ -47,7 +47,7 @@ def base_repo(tmp_path, registry, docker_engine, monkeypatch):
     secured = {"kind": "generic", "address": registry.address, "insecure": True,
                "username_env": "PUSH_TEST_USER", "password_env": "PUSH_TEST_PASSWORD"}
     (root / "slipway.yaml").write_text(yaml.safe_dump({
-        "image": {"name": name}, "base": {"dockerfile": "Dockerfile.base", "image": os_base},
+        "image": {"name": name, **EXAMPLE_LAYOUT}, "base": {"dockerfile": "Dockerfile.base", "image": os_base},
         "environments": {"local": {"registry": secured, **common},
                          "nowhere": {"registry": {**secured, "address": f"localhost:{free_port()}"}, **common}}},
         sort_keys=False))

@@ -32,7 +32,7 @@ from slipway.registry.copy import copy_image
 from slipway.registry.promotion import record_tag
 from slipway.registry.releases import list_releases
 from tests.kit.net import free_port
-from tests.kit.repo import REPO_ROOT, git
+from tests.kit.repo import EXAMPLE_LAYOUT, REPO_ROOT, git
 from tests.push.conftest import ECR_ACCOUNT, PASSWORD, USER, push_head, quiet_reporter
 from tests.push.test_cloud_registries import moto_ecr  # noqa: F401  (the ECR fixture)
 
@@ -80,7 +80,7 @@ def write_config(root: Path, name: str, source_address: str, dest_address: str, 
                "username_env": "PUSH_TEST_USER", "password_env": "PUSH_TEST_PASSWORD"}
     tokens = {"kind": "generic", "address": token_address, "insecure": True,
               "username_env": "TOKEN_TEST_USER", "password_env": "TOKEN_TEST_PASSWORD"}
-    config = {"image": {"name": name}, "environments": {
+    config = {"image": {"name": name, **EXAMPLE_LAYOUT}, "environments": {
         "local": {"registry": open_source, "repository": name, **common},
         "prod": {"registry": secured, "repository": f"prod/{name}", **common},
         # The source's own registry, another repository: blobs are mounted, not sent.

@@ -11,7 +11,7 @@ from slipway.image.build import code_layers
 from slipway.image.layers import ENTRY_MTIME
 from slipway.project.config import load_project
 from slipway.project.git import read_git_facts
-from tests.kit.repo import commit_all, git
+from tests.kit.repo import EXAMPLE_LAYOUT, commit_all, git
 
 
 def _repo(root):
@@ -21,7 +21,7 @@ def _repo(root):
     (root / "data" / "seeds.csv").write_text("id\n1\n")
     (root / "deployments.yaml").write_text("deployments: []\n")
     (root / "slipway.yaml").write_text(yaml.safe_dump({
-        "image": {"name": "layers-test"},
+        "image": {"name": "layers-test", **EXAMPLE_LAYOUT},
         "environments": {"local": {"registry": {"kind": "generic", "address": "localhost:9"}, "repository": "x",
                                    "prefect": {"api_url": "http://127.0.0.1:9/api"},
                                    "work_pool": {"name": "p", "type": "docker"}}}}))
