@@ -1058,7 +1058,7 @@ def init_repository(root, ask: Ask, reporter: Reporter, name: str | None = None,
     """slipway's files for an existing repository: what it has is read (discover), the template answered
     from it, rendered into a scratch folder with the runtime lock resolved there, and only then the files
     the repository lacks are written. Nothing is overwritten; run again, nothing changes."""
-    if (root / ANSWERS_FILE).is_file() or (root / CONFIG_FILE).is_file():
+    if (root / CONFIG_FILE).is_file():  # written last: without it, an earlier init did not finish
         written_by_init = (root / ANSWERS_FILE).is_file()
         return Initialised(Placement(), [], already=(
             f"{ANSWERS_FILE} exists: slipway init set this repository up already; "
@@ -1076,6 +1076,9 @@ def init_repository(root, ask: Ask, reporter: Reporter, name: str | None = None,
             reporter.step(f"resolving the runtime lock {RUNTIME_LOCK} (uv pip compile --generate-hashes)")
             _lock_in(root, out, found.dependency_files)
             placement.written.append(RUNTIME_LOCK)
+        # slipway.yaml last, the answers just before it: a run killed while writing leaves no slipway.yaml,
+        # and the next run finishes the job (what is there already is `unchanged`).
+        placement.written.sort(key=lambda path: (path == CONFIG_FILE, path == ANSWERS_FILE))
         place(root, out, placement.written)
     return Initialised(placement, decided.notes)
 

@@ -170,3 +170,28 @@ def test_upgrade_refuses_a_dirty_tree_and_a_repository_init_did_not_set_up(tmp_p
     init(root)
     with pytest.raises(SlipwayError, match="uncommitted changes"):
         upgrade(root, moved_answers(), two_versions)
+
+
+def test_an_init_killed_before_it_wrote_slipway_yaml_is_finished_by_the_next_run(tmp_path, locked, monkeypatch):
+    root = team(tmp_path / "team", {"pipelines/a.py": FLOW.format(name="a"), "requirements.txt": "prefect==3.8.8\n"})
+    from slipway.init import scaffold
+
+    real_copy = shutil.copy2
+
+    def killed_at_slipway_yaml(source, target, *args, **kwargs):
+        if Path(target).name == "slipway.yaml":
+            raise KeyboardInterrupt
+        return real_copy(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(scaffold.shutil, "copy2", killed_at_slipway_yaml)
+    with pytest.raises(KeyboardInterrupt):
+        init(root)
+    assert not (root / "slipway.yaml").exists() and (root / ".slipway-answers.yml").exists()
+    first = {p: (root / p).read_bytes() for p in (".slipway-answers.yml", "requirements/runtime.txt",
+                                                   "deployments.yaml")}
+    monkeypatch.setattr(scaffold.shutil, "copy2", real_copy)
+    done = init(root)
+    assert done.placement.written == ["slipway.yaml"]
+    assert {p: (root / p).read_bytes() for p in first} == first  # the first run's files, as they were
+    assert yaml.safe_load((root / "slipway.yaml").read_text())["deployments"] == "deployments.yaml"
+
