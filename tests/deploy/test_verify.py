@@ -186,3 +186,82 @@ def test_a_release_terminated_while_verifying_says_how_to_finish_and_rollback_fi
     assert "waiting for another release" not in back.stderr  # the lease was given back on the way out
     assert time.monotonic() - started < 60
     assert set(pinned(proj).values()) == {(a_digest, False)}
+
+
+def test_a_server_that_stops_answering_while_verifying_leaves_the_release_live_and_says_how_to_finish(
+        project, cli):
+    """The Prefect server goes away while the smoke run is followed (tests/kit/proxy.py drops every request
+    after the run's second read): one line saying the release is live, not verified, nothing rolled back, and
+    how to finish; once the server answers again, the rollback it names completes (after the lease it could
+    not give back runs out)."""
+    from tests.deploy.test_release_faults import through
+    from tests.kit.net import free_port
+    from tests.kit.proxy import FaultProxy, Rule
+
+    proj, root = project, str(project.root)
+    proxy = FaultProxy(proj.server.api_url.removesuffix("/api"))
+    alive = proxy.upstream
+    try:
+        through(proj, proxy)
+        a_sha = release_with_verify(proj, message="A")
+        first = cli("deploy", "--env", "local", "--json", "--no-verify", "--root", root)
+        assert first.code == 0, first.stderr
+        a_digest = first.json()["reference"].rpartition("@")[2]
+        b_sha = release_with_verify(proj, message="B", start_timeout="5m")
+        proxy.rules = [Rule("GET", r"/api/flow_runs/[0-9a-f-]{36}", nth=2,
+                            before=lambda: setattr(proxy, "upstream", f"http://127.0.0.1:{free_port()}"))]
+        failed = cli("deploy", "--env", "local", "--root", root)
+        assert proxy.fired()
+        assert failed.code == 1, failed.stderr
+        assert "Traceback" not in failed.stderr
+        [line] = [ln for ln in failed.stderr.splitlines() if ln.startswith("error: ")]
+        assert line.startswith(f"error: release {b_sha[:12]} is live in 'local' but its verification could not be "
+                               "followed"), line
+        assert "the Prefect server stopped answering" in line and "nothing was rolled back" in line, line
+        assert f"to verify again: slipway rollback --env local --to {b_sha[:12]} --verify" in line, line
+
+        proxy.upstream = alive  # the server answers again
+        b_digest = history(cli, proj)[0]["release"]["digest"]
+        assert b_digest != a_digest and set(pinned(proj).values()) == {(b_digest, False)}  # live, as it said
+        back = cli("rollback", "--env", "local", "--to", a_sha[:12], "--root", root)
+        assert back.code == 0, back.stderr
+        assert set(pinned(proj).values()) == {(a_digest, False)}
+    finally:
+        proxy.close()
+
+
+def test_a_second_release_started_while_one_verifies_waits_for_it_and_lands_after_its_rollback(
+        project, cli, tmp_path):
+    """Release B is verifying (no worker: it will time out and roll back) when release C starts from another
+    checkout: C waits for B's lease, B rolls back to A under it, then C deploys; the history tells it in
+    that order, and every deployment pins C."""
+    from tests.kit.repo import git
+
+    proj, root = project, str(project.root)
+    a_sha = release_with_verify(proj, message="A")
+    first = cli("deploy", "--env", "local", "--json", "--no-verify", "--root", root)
+    assert first.code == 0, first.stderr
+    a_digest = first.json()["reference"].rpartition("@")[2]
+    b_sha = release_with_verify(proj, message="B", start_timeout="8s")
+    c_sha = release_with_verify(proj, message="C", start_timeout="9s")
+    checkouts = {}
+    for name, sha in (("b", b_sha), ("c", c_sha)):
+        checkouts[name] = tmp_path / f"checkout-{name}"
+        git(proj.root, "worktree", "add", "-q", "--detach", str(checkouts[name]), sha)
+    b = subprocess.Popen([sys.executable, str(REPO_ROOT / "build.py"), "deploy", "--env", "local", "--root",
+                          str(checkouts["b"])], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while not verification_runs(proj.server.api_url, smoke_name(proj)):
+        assert b.poll() is None and time.monotonic() < deadline, b.communicate()
+        time.sleep(0.5)
+    c = cli("deploy", "--env", "local", "--json", "--no-verify", "--root", str(checkouts["c"]))
+    _, b_stderr = b.communicate(timeout=120)
+    assert b.returncode == 1, b_stderr
+    assert f"error: release {b_sha[:12]} failed verification" in b_stderr and "rolled back to " in b_stderr
+    assert c.code == 0, c.stderr
+    assert "waiting for another release of 'local' to finish" in c.stderr  # B held the lease throughout
+    c_digest = c.json()["reference"].rpartition("@")[2]
+    assert c_digest != a_digest and set(pinned(proj).values()) == {(c_digest, False)}
+    entries = history(cli, proj)
+    assert [(e["verb"], e["release"]["revision"]) for e in entries[:3]] == [
+        ("deploy", c_sha), ("rollback", a_sha), ("deploy", b_sha)]
