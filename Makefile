@@ -16,7 +16,7 @@ UV := $(PY) -m uv
 LOCK_FLAGS := --python-version 3.11 --exclude-newer 2026-10-07 --generate-hashes --quiet
 
 .PHONY: help venv engine lock base-os base image push plan deploy release manifests releases rollback promote up \
-        down demo \
+        down worker demo \
         dist test test-fast lint bench clean
 
 help: ## this list
@@ -106,6 +106,9 @@ up: venv engine ## start the local registry (localhost:5000) and Prefect server 
 
 down: venv ## stop the local registry, Prefect server and PostgreSQL, whichever run (data volumes are kept)
 	@$(BUILD) down
+
+worker: venv engine ## a Prefect worker on ENV's work pool, in the foreground (local's verification runs need one)
+	@$(PY) scripts/worker.py $(ENV)
 
 # K8S=1: the Kubernetes path instead: deploy to `kind`, the real Kubernetes worker (from the Helm values)
 # against a stand-in Kubernetes API whose pods Docker runs; prints the Job the worker submitted.

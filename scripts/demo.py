@@ -2,10 +2,13 @@
 
 1. `build.py up`       local registry on localhost:5000 and Prefect server on 127.0.0.1:4200
 2. `build.py image`    HEAD's release image
-3. `build.py deploy`   push, validate, register every deployment pinned to the digest (env `local`)
-4. a Prefect Docker worker (prefect-docker) polls the `local` work pool
-5. run the ELT parent deployment and print each flow run's final state; the run's container is started
-   from the pinned digest, which is checked and printed too.
+3. a Prefect Docker worker (prefect-docker) polls the `local` work pool (it creates the pool on a new server)
+4. `build.py deploy`   push, validate, register every deployment pinned to the digest (env `local`), then
+   verify the release: slipway.yaml's `local.verify` runs the ELT parent deployment through the worker, and a
+   run that fails rolls the release back
+5. print each flow run of that verification run with its final state; the run's container is started from
+   the pinned digest, which is checked and printed too. (A commit verified already is not verified again:
+   the demo then runs the deployment itself.)
 """
 from __future__ import annotations
 
@@ -51,15 +54,34 @@ def container_image(flow_run_id, remove: bool = False) -> str:
     return image
 
 
-async def run_and_report(api_url: str, reference: str) -> int:
+async def wait_for_pool(name: str, worker: subprocess.Popen, seconds: float = 90) -> bool:
+    """Until the worker has created its pool (or found it): deploy then writes into that pool, never races
+    the worker to create it."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    async with get_client() as client:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and worker.poll() is None:
+            try:
+                await client.read_work_pool(name)
+                return True
+            except ObjectNotFound:
+                await asyncio.sleep(1)
+    return False
+
+
+async def report(run_id: str | None, reference: str) -> int:
+    """The ELT parent run (the release's verification run, or a run started here) and its children."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
     from prefect.deployments import run_deployment
 
-    say(f"running deployment {DEPLOYMENT} (timeout 15 min)")
-    parent = await run_deployment(DEPLOYMENT, timeout=900, poll_interval=3)
+    if run_id is None:
+        say(f"this release was verified already: running deployment {DEPLOYMENT} (timeout 15 min)")
+        run_id = (await run_deployment(DEPLOYMENT, timeout=900, poll_interval=3)).id
     async with get_client() as client:
-        parent = await client.read_flow_run(parent.id)
+        parent = await client.read_flow_run(run_id)
         children = await client.read_flow_runs(
             flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent.id])))
         rows = [(parent, "")] + [(child, "  ") for child in sorted(children, key=lambda r: r.start_time or 0)]
@@ -81,11 +103,6 @@ def main() -> int:
     build_py("up")
     say("building HEAD's image")
     build_py("image", *allow_dirty)
-    say("deploying to `local` (pushes first)")
-    result = build_py("deploy", "--env", ENVIRONMENT, "--json")
-    reference = result["reference"]
-    for row in result["deployments"]:
-        print(f"    {row['name']:<32} {row['action']}")
 
     from slipway.project.config import load_project
     env = load_project(ROOT).environment(ENVIRONMENT)
@@ -98,11 +115,15 @@ def main() -> int:
             [str(Path(sys.executable).parent / "prefect"), "worker", "start", "--pool", env.work_pool.name,
              "--type", "docker", "--limit", "4"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
-        time.sleep(3)
-        if worker.poll() is not None:
-            print(f"error: the worker exited ({worker.returncode}); see {log_path}", file=sys.stderr)
+        if not asyncio.run(wait_for_pool(env.work_pool.name, worker)):
+            print(f"error: the worker did not start (exit {worker.poll()}); see {log_path}", file=sys.stderr)
             return 1
-        return asyncio.run(run_and_report(env.prefect.api_url, reference))
+        say("deploying to `local`: push, register, then verify the release with a run of its ELT flow")
+        result = build_py("deploy", "--env", ENVIRONMENT, "--json")
+        for row in result["deployments"]:
+            print(f"    {row['name']:<32} {row['action']}")
+        runs = (result.get("verification") or {}).get("runs") or []
+        return asyncio.run(report(runs[0]["run_id"] if runs else None, result["reference"]))
     finally:
         worker.terminate()
         try:

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
+from collections.abc import AsyncIterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -50,7 +52,14 @@ from slipway.deploy.validate import (
     pool_state,
     validate_release,
 )
-from slipway.deploy.verify import NotFollowed, Verification, run_verification, verify_parameters
+from slipway.deploy.verify import (
+    NotFollowed,
+    Verification,
+    cancel_left_runs,
+    run_tag,
+    run_verification,
+    verify_parameters,
+)
 from slipway.errors import Finding, SlipwayError
 from slipway.image import release_layer
 from slipway.image.base import RUNTIME_LOCK
@@ -377,12 +386,12 @@ async def apply_head(ws: Workspace, target: Target, api: PrefectApi, head: HeadR
             await record_applied(api, target, "deploy", release_ref, unchanged, message, ws.reporter,
                                  skipped)  # records only a release the history does not end with yet
             if checks is not None and not await already_verified(api, target, release_ref.digest):
-                async with release_lease(api, target.name, ws.reporter) as lease:  # it may roll back
+                async with environment_lease(api, target, ws.reporter) as lease:  # it may roll back
                     await verify_applied(ws, target, api, checks, release_ref, unchanged, lease)
             if skipped is None:
                 await remember_unchanged(ws, target, validated, head.pushed, unchanged, allow_downgrade, prune)
             return unchanged
-    async with release_lease(api, target.name, ws.reporter) as lease:
+    async with environment_lease(api, target, ws.reporter) as lease:
         if not allow_downgrade:  # ...and checked again once no other release can write meanwhile
             await guard_downgrade(ws, target, api, pool_name, head_digest)
         pushed = head.pushed
@@ -400,6 +409,15 @@ async def apply_head(ws: Workspace, target: Target, api: PrefectApi, head: HeadR
         if skipped is None:
             await remember_unchanged(ws, target, validated, pushed, result, allow_downgrade, prune)
     return result
+
+
+@asynccontextmanager
+async def environment_lease(api: PrefectApi, target: Target, reporter: Reporter) -> AsyncIterator:
+    """The environment's release lease (deploy/lease.py), and first of all under it what a release killed
+    while it verified left behind: its verification run, cancelled (deploy/verify.py `cancel_left_runs`)."""
+    async with release_lease(api, target.name, reporter) as lease:
+        await cancel_left_runs(api, run_tag(history_key(target.repository, target.name)), reporter)
+        yield lease
 
 
 def remembers(ws: Workspace, target: Target) -> bool:
@@ -532,7 +550,7 @@ async def rollback(ws: Workspace, target: Target, ref: str | None, message: str 
         if verify and checks is None:
             raise SlipwayError(f"release {found.version} has no verify: settings for '{target.name}' in its "
                                f"{CONFIG_FILE}", "roll back without --verify (VERIFY=1)")
-        async with release_lease(api, target.name, ws.reporter) as lease:
+        async with environment_lease(api, target, ws.reporter) as lease:
             result = await apply_stored(ws, target, api, found, validated, lease, message)
             if checks is not None:
                 await verify_applied(ws, target, api, checks, ref_of(found), result, lease, report_only=True)
@@ -634,7 +652,8 @@ async def verify_applied(ws: Workspace, target: Target, api: PrefectApi, checks:
                              f"({command('deploy', '--env', target.name)})")
     ids = {n: live.id for n, live in (await api.read_deployments(checks.settings.deployments)).items() if live}
     try:
-        verification = await run_verification(api, checks.settings, ids, name, ws.reporter, lease)
+        verification = await run_verification(api, checks.settings, ids, name, ws.reporter, lease,
+                                            run_tag(key))
     except NotFollowed as exc:
         raise SlipwayError(f"release {name} is live in '{target.name}' but its verification could not be followed "
                            f"({exc.deployment}: run {exc.run_name}, {exc.url}: the Prefect server stopped answering: "

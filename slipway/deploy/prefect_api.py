@@ -474,13 +474,28 @@ class PrefectApi:
 
     # -- verification runs (deploy/verify.py) -------------------------------------------------------------
 
-    async def create_verification_run(self, deployment_id: str, parameters: dict[str, Any], key: str):
+    async def create_verification_run(self, deployment_id: str, parameters: dict[str, Any], key: str,
+                                      tags: list[str]):
         """A flow run of the deployment, now. Repeatable through its idempotency key: a retry after a lost
         answer gets the same run back, not a second one."""
         return await self.write_repeatable(f"create a verification run of deployment {deployment_id}",
                                            self.client.create_flow_run_from_deployment, deployment_id,
                                            parameters=parameters, idempotency_key=key,
-                                           tags=["slipway-verify"])
+                                           tags=["slipway-verify", *tags])
+
+    async def read_runs_not_ended(self, tag: str, state_types: list[str]) -> list:
+        """The flow runs carrying `tag` whose state is one of `state_types` (at most 50: a handful at most)."""
+        from prefect.client.schemas.filters import (
+            FlowRunFilter,
+            FlowRunFilterState,
+            FlowRunFilterStateType,
+            FlowRunFilterTags,
+        )
+        from prefect.client.schemas.objects import StateType
+
+        wanted = FlowRunFilter(tags=FlowRunFilterTags(all_=[tag]), state=FlowRunFilterState(
+            type=FlowRunFilterStateType(any_=[StateType(value) for value in state_types])))
+        return await self._read(self.client.read_flow_runs, flow_run_filter=wanted, limit=50)
 
     async def read_flow_run(self, run_id):
         return await self._read(self.client.read_flow_run, run_id)

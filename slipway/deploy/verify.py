@@ -8,6 +8,11 @@ server says it ended. Only Completed passes. Failed, Crashed and Cancelled fail,
 worker starts within `start_timeout` (it stays Scheduled) and one that does not end within `timeout` (counted
 from its creation); both of those are cancelled, so a late worker does not run a release that is rolled back.
 
+Each run carries its environment's tag (`run_tag`). A release killed while it verifies (SIGKILL, a lost CI
+runner) cannot cancel its run; the next release or rollback of that environment does, once it holds the
+lease (`cancel_left_runs`): under the lease no other verification of the environment is going on, so a run
+of that tag that has not ended was left behind, and a worker must not start it later.
+
 What happens after a failure (roll back, pause, keep) is the pipeline's (pipeline.py `verify_applied`).
 """
 from __future__ import annotations
@@ -28,6 +33,7 @@ POLL_SECONDS = 1.0
 # A worker took the run: Pending (its container or Job is being started) or later.
 STARTED = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "CRASHED", "CANCELLED", "CANCELLING", "PAUSED")
 ENDED = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+NOT_ENDED = ("SCHEDULED", "PENDING", "RUNNING", "PAUSED")
 
 
 @dataclass(frozen=True)
@@ -93,13 +99,30 @@ def verify_parameters(verify: VerifyConfig, validated: ValidatedRelease, env_nam
                                "match the type of the flow's parameter")
 
 
+def run_tag(history_key: str) -> str:
+    """The tag of an environment's verification runs: its history's key, which names project and environment."""
+    return f"slipway-verify:{history_key}"
+
+
+async def cancel_left_runs(api, tag: str, reporter: Reporter) -> list[str]:
+    """Cancel the environment's verification runs that have not ended (call it holding the lease): each was
+    left by a release stopped before it could cancel its own. Returns their names."""
+    left = await api.read_runs_not_ended(tag, list(NOT_ENDED))
+    for run in left:
+        started = run.state is not None and run.state.type.value != "SCHEDULED"
+        await api.cancel_flow_run(run.id, started=started)
+        reporter.step(f"cancelled verification run {run.name} ({run.state.name if run.state else 'Scheduled'}), "
+                      "left by a release stopped while it verified")
+    return [run.name for run in left]
+
+
 async def run_verification(api, verify: VerifyConfig, deployment_ids: dict[str, str], release: str,
-                           reporter: Reporter, lease=None) -> Verification:
+                           reporter: Reporter, lease=None, tag: str = "") -> Verification:
     """One run per deployment, in order, each followed to its end; the first that fails ends the
     verification (the next ones would run the same failed release)."""
     runs: list[RunOutcome] = []
     for name in verify.deployments:
-        outcome = await _one_run(api, verify, name, deployment_ids[name], release, reporter, lease)
+        outcome = await _one_run(api, verify, name, deployment_ids[name], release, reporter, lease, tag)
         runs.append(outcome)
         if not outcome.ok:
             break
@@ -107,9 +130,10 @@ async def run_verification(api, verify: VerifyConfig, deployment_ids: dict[str, 
 
 
 async def _one_run(api, verify: VerifyConfig, name: str, deployment_id: str, release: str, reporter: Reporter,
-                   lease) -> RunOutcome:
+                   lease, tag: str) -> RunOutcome:
     key = f"slipway-verify-{release}-{name}-{uuid.uuid4().hex[:12]}"
-    run = await api.create_verification_run(deployment_id, verify.parameters.get(name, {}), key)
+    run = await api.create_verification_run(deployment_id, verify.parameters.get(name, {}), key,
+                                            [tag] if tag else [])
     url = api.run_url(run.id)
     reporter.step(f"verifying {name}: flow run {run.name} created ({url})")
     created = time.monotonic()

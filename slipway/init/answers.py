@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
@@ -74,8 +75,10 @@ def answer(found: Discovery, ask: Ask, name: str | None = None, dbt: str | None 
     for requirement in [*found.build_backends, *found.project_dependencies]:
         if requirement not in moved:
             moved.append(requirement)
-    if found.build_backends:
-        notes.append(f"{', '.join(dict.fromkeys(found.build_backends))} added to the runtime lock: the packages "
+    # Only the build backends no dependency file names already are news to the team.
+    added = [req for req in dict.fromkeys(found.build_backends) if found.requires(Requirement(req).name) is None]
+    if added:
+        notes.append(f"{', '.join(added)} added to the runtime lock: the packages "
                      f"{', '.join(found.packages)} are built in the image without network")
     if dbt is None:
         dbt = found.dbt_projects[0] if len(found.dbt_projects) == 1 else NO_DBT

@@ -15,6 +15,7 @@ import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 
 from slipway.errors import SlipwayError
+from slipway.init.lock import LOCK_INPUT
 from slipway.project.dbt import dbt_projects
 
 DECLARATION_FILES = ("prefect.yaml", "deployments.yaml")
@@ -99,6 +100,8 @@ def discover(root: Path) -> Discovery:
     found.dependency_files = [f for f in DEPENDENCY_FILES if f in files]
     for path in found.dependency_files:
         found.requirements += _requirements_in(root / path)
+    if LOCK_INPUT in files:  # a runtime lock input of the team's own (init keeps it): what the image will hold
+        found.requirements += _requirements_in(root / LOCK_INPUT)
     if "pyproject.toml" in files:
         declared = _project_dependencies(root / "pyproject.toml")
         found.requirements += declared

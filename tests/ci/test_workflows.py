@@ -173,6 +173,20 @@ def test_prod_promotes_the_image_staging_deployed_and_builds_nothing():
     assert order.index("azure/login") < order.index(promote["run"]) < order.index("make deploy ENV=prod")
 
 
+def test_prod_verifies_what_it_deploys_and_the_job_outlasts_the_verification():
+    """The prod job's deploy runs prod's `verify:` (nothing skips it) and the job's timeout covers the
+    verification's two limits with time left for promote and the writes: GitHub cutting it off while the run is
+    still allowed to start or finish would end a release that slipway was about to verify or roll back."""
+    from slipway.project.config import load_project
+
+    prod = _load("release.yml")["jobs"]["prod"]
+    deploy = next(step for step in prod["steps"] if step.get("run") == "make deploy ENV=prod")
+    assert not {"NO_VERIFY", "SLIPWAY_NO_VERIFY"} & set(deploy.get("env", {})), deploy
+    verify = load_project(REPO_ROOT).environment("prod").verify
+    assert verify is not None and verify.on_failure == "rollback"
+    assert prod["timeout-minutes"] * 60 >= verify.start_timeout + verify.timeout + 10 * 60, prod["timeout-minutes"]
+
+
 def test_rollback_is_manual_and_shares_the_release_concurrency_group():
     wf = _load("rollback.yml")
     inputs = _triggers(wf)["workflow_dispatch"]["inputs"]

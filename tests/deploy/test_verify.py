@@ -6,6 +6,7 @@ workers cannot start looks like. `start_timeout` is 2 s, so each case costs a de
 """
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -185,6 +186,39 @@ def test_a_release_terminated_while_verifying_says_how_to_finish_and_rollback_fi
     assert back.code == 0, back.stderr
     assert "waiting for another release" not in back.stderr  # the lease was given back on the way out
     assert time.monotonic() - started < 60
+    assert set(pinned(proj).values()) == {(a_digest, False)}
+
+
+def test_a_release_killed_while_verifying_is_finished_by_the_next_rollback_which_cancels_its_run(project, cli):
+    """SIGKILL (a lost CI runner) while the run waits for a worker: nothing could be said or cancelled, so the
+    release is live and unverified (`releases` shows it: a `deploy` entry, no `verify`), its run still
+    Scheduled, the lease taken. The one command that finishes it, `rollback --to <the release before>`, waits
+    for the dead lease to run out, cancels the run left behind (no late worker starts it) and rolls back."""
+    proj, root = project, str(project.root)
+    a_sha = release_with_verify(proj, message="A")
+    first = cli("deploy", "--env", "local", "--json", "--no-verify", "--root", root)
+    a_digest = first.json()["reference"].rpartition("@")[2]
+    release_with_verify(proj, message="B", start_timeout="5m")
+    proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "build.py"), "deploy", "--env", "local", "--root", root],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while not verification_runs(proj.server.api_url, smoke_name(proj)):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.5)
+    time.sleep(1.5)  # the run is being followed
+    proc.kill()
+    proc.wait(timeout=30)
+    [left] = verification_runs(proj.server.api_url, smoke_name(proj))
+    assert left.state.type.value == "SCHEDULED"
+    assert history(cli, proj)[0]["verb"] == "deploy"  # B live, not verified
+
+    back = cli("rollback", "--env", "local", "--to", a_sha[:12], "--root", root)
+    assert back.code == 0, back.stderr
+    assert "waiting for another release of 'local' to finish" in back.stderr  # the killed run's lease
+    assert re.search(rf"cancelled verification run {left.name} \((Scheduled|Late)\), left by a release stopped "
+                     "while it verified", back.stderr), back.stderr  # Late: Scheduled past its start time
+    [run] = verification_runs(proj.server.api_url, smoke_name(proj))
+    assert run.state.type.value == "CANCELLED"
     assert set(pinned(proj).values()) == {(a_digest, False)}
 
 

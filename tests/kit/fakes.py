@@ -260,6 +260,9 @@ class FakePrefect:
     async def drop_note(self, name: str) -> None:
         self.notes.pop(name, None)
 
+    async def read_runs_not_ended(self, tag: str, state_types: list[str]) -> list:
+        return []  # no flow runs here: verification runs are tested against a real server
+
     async def pause_deployment(self, live: LiveDeployment) -> None:
         from slipway.deploy.ownership import PAUSE_TAG
 

@@ -41,10 +41,28 @@ def snapshot_repo(dest: Path, source: Path = REPO_ROOT) -> Path:
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, target)
+    _without_verification(dest / "slipway.yaml")
     git(dest, "init", "-q", "-b", "main")
     git(dest, "add", "-A")
     git(dest, "commit", "-q", "-m", "snapshot")
     return dest
+
+
+def _without_verification(config: Path) -> None:
+    """The example verifies each release with a run that needs a worker (`make demo` starts one); a snapshot is
+    released by tests and benchmarks with no worker, so its `verify:` blocks are taken out, line by line (the
+    comments stay). A test that verifies writes its own (tests/deploy/test_verify.py)."""
+    if not config.is_file():
+        return
+    kept, block = [], None
+    for line in config.read_text().splitlines(keepends=True):
+        indent = len(line) - len(line.lstrip())
+        if block is not None and (not line.strip() or indent > block):
+            continue
+        block = indent if line.strip() == "verify:" else None
+        if block is None:
+            kept.append(line)
+    config.write_text("".join(kept))
 
 
 def commit_all(root: Path, message: str = "change", date: str | None = None) -> str:

@@ -1,7 +1,9 @@
 """End to end on the Kubernetes path: slipway deploys this repository to its `kind` environment (a Kubernetes
 work pool with deploy/work-pools/kubernetes-job-template.json), the real prefect-kubernetes worker, started
 from deploy/helm/values.yaml + values-kind.yaml as the Helm chart starts it, picks up a run of `elt/on-demand`
-and submits a Job; the Pod made from that Job runs the flow from the pinned digest to Completed.
+and submits a Job; the Pod made from that Job runs the flow from the pinned digest to Completed. That run is
+the verification of a release (`verify:` in `kind`, a code-only release on top of the session's): slipway
+creates it, follows it through the Kubernetes worker and records the release verified with it.
 
 Real: the registry container, the Prefect server container, the release image of this repository, `build.py
 deploy` and `build.py manifests`, the prefect-kubernetes worker process (its job rendering, its kopf observer
@@ -24,37 +26,54 @@ from __future__ import annotations
 
 import anyio
 import pytest
+import yaml
 
 from tests.kit.kubernetes.helm import worker_from_values
 from tests.kit.kubernetes.rbac import forbidden, granted_rules
-from tests.kubernetes.conftest import DEPLOYMENT, HELM_VALUES, RBAC, start_worker
+from tests.kit.repo import commit_all
+from tests.kubernetes.conftest import DEPLOYMENT, ENV, HELM_VALUES, RBAC, run_cli, start_worker
 from tests.kubernetes.jobs import assert_pinned_and_non_root, assert_same_job, strictly_valid
 
 pytestmark = [pytest.mark.docker, pytest.mark.parametrize("prefect_server", ["sqlite"], indirect=True)]
 
 
-def run_deployment(api_url: str, name: str, children: int, timeout: float = 900):
-    """Run a deployment and wait; (the flow run, its child flow runs), as the server holds them at the end.
+def ended_run(api_url: str, run_id: str, children: int):
+    """(the flow run, its child flow runs) as the server holds them once the run has ended.
 
     A child is found through the parent's task run that started it, which the server records from events, a
     moment after the fact: up to 60 s are given for `children` of them to be found."""
     from prefect.client.orchestration import PrefectClient
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
-    from prefect.deployments import run_deployment
 
-    async def run():
+    async def read():
         async with PrefectClient(api=api_url) as client:
-            flow_run = await run_deployment(name, timeout=timeout, poll_interval=2, client=client)
+            found = []
             with anyio.move_on_after(60):
                 while True:
                     found = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
-                        parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run.id])))
+                        parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run_id])))
                     if len(found) >= children and all(c.state and c.state.is_final() for c in found):
                         break
                     await anyio.sleep(1)
-            return await client.read_flow_run(flow_run.id), found
+            return await client.read_flow_run(run_id), found
 
-    return anyio.run(run)
+    return anyio.run(read)
+
+
+def verified_release(deployed) -> tuple[dict, str]:
+    """`kind` verified by a run of elt/on-demand: slipway.yaml's `verify:` committed (it is in the release
+    layer, so this is a code-only release of the session's image) and `build.py release --env kind`. Returns
+    the release's deploy JSON and its sha; `deployed` then describes the release live in `kind`."""
+    release = deployed.release
+    config = yaml.safe_load((release.root / "slipway.yaml").read_text())
+    config["environments"][ENV]["verify"] = {"deployments": [DEPLOYMENT], "start_timeout": "3m", "timeout": "10m"}
+    (release.root / "slipway.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    sha = commit_all(release.root, "verify kind's releases")
+    outcome = run_cli("release", "--env", ENV, "--root", str(release.root), "--json")
+    assert outcome.code == 0, outcome.stderr
+    result = outcome.json()["deploy"]
+    deployed.reference, deployed.rendered = result["reference"], release.manifests()["manifests"]
+    return result, sha
 
 
 def pod_events(api_url: str, pod_uid: str, last: str, timeout: float = 60) -> list[str]:
@@ -84,12 +103,17 @@ def pod_events(api_url: str, pod_uid: str, last: str, timeout: float = 60) -> li
     return anyio.run(read)
 
 
-def test_kubernetes_worker_runs_the_elt_flow_from_the_pinned_digest(deployed, cluster, docker_engine, tmp_path):
-    release, reference, rendered = deployed.release, deployed.reference, deployed.rendered
+def test_kubernetes_worker_runs_the_verification_of_a_release_from_the_pinned_digest(deployed, cluster,
+                                                                                      docker_engine, tmp_path):
+    release = deployed.release
     phases = ["prefect.kubernetes.pod.pending", "prefect.kubernetes.pod.running", "prefect.kubernetes.pod.succeeded"]
     worker = start_worker(release, cluster, tmp_path)
     try:
-        flow_run, children = run_deployment(release.server.api_url, DEPLOYMENT, children=2)
+        result, sha = verified_release(deployed)
+        reference, rendered = deployed.reference, deployed.rendered
+        assert result["verification"]["verified"] is True, f"{result}\n{worker.output()}"
+        [verification] = result["verification"]["runs"]
+        flow_run, children = ended_run(release.server.api_url, verification["run_id"], children=2)
         # The flow run reports Completed itself, a moment before its container exits and the Job succeeds;
         # the worker's observer must see that too, so the worker runs until the Pod's last event is in.
         cluster.wait_until(lambda: [j["status"].get("succeeded") for j in cluster.api.objects("jobs")] == [1], 60,
@@ -99,6 +123,11 @@ def test_kubernetes_worker_runs_the_elt_flow_from_the_pinned_digest(deployed, cl
     finally:
         worker.stop()
     context = f"worker log:\n{worker.output()}\nstand-in: {cluster.runner.errors}"
+
+    # The release is recorded verified in kind's history, with the run the Kubernetes worker ran.
+    history = run_cli("releases", "--env", ENV, "--root", str(release.root), "--json").json()["history"]
+    assert (history[0]["verb"], history[0]["release"]["revision"]) == ("verify", sha), history[0]
+    assert history[0]["details"] == {"verification": "verified", "run": f"{flow_run.name} ({flow_run.id})"}
 
     # The worker submitted one Job, accepted; it is the Job `manifests` rendered, apart from per-run fields.
     submitted = cluster.submitted_jobs()

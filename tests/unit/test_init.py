@@ -89,6 +89,26 @@ def test_init_in_this_repositorys_example_changes_nothing(tmp_path):
     assert git(root, "status", "--porcelain", "--ignored") == ""
 
 
+def test_init_reads_the_examples_layout_as_its_slipway_yaml_declares_it(tmp_path):
+    """The example is what init would make: with its slipway.yaml gone, init finds the same dbt project,
+    package, deployments file and flows folder, asks nothing, has nothing to warn about, and writes no file
+    the example has (its own Dockerfile.base and runtime.in are kept as they are)."""
+    root = snapshot_repo(tmp_path / "example")
+    declared = yaml.safe_load((root / "slipway.yaml").read_text())
+    git(root, "rm", "-q", "slipway.yaml")
+    commit_all(root, "slipway.yaml removed")
+    had = set(git(root, "ls-files").split())
+    done = init(root)
+    found = yaml.safe_load((root / "slipway.yaml").read_text())
+    assert found["deployments"] == declared["deployments"]
+    assert (found["image"]["dbt"], found["image"]["packages"]) == ("dbt", ["modules"])
+    assert set(found["image"]["code"]) <= set(declared["image"]["code"])  # data/ holds no entry point
+    assert done.notes == []
+    assert set(done.placement.kept) == {"Dockerfile.base", "requirements/runtime.in"}
+    assert not had & set(done.placement.written)
+    assert git(root, "status", "--porcelain", "--", *had) == ""
+
+
 def test_what_init_cannot_decide_is_a_question_and_bad_input_is_one_error_with_nothing_written(tmp_path):
     root = team(tmp_path / "team", {"pipelines/a.py": FLOW.format(name="a"), "requirements.txt": "prefect==3.8.8\n",
                                      "warehouse/dbt_project.yml": "name: w\nprofile: w\n",
