@@ -111,9 +111,8 @@ def main() -> int:
     log_path.parent.mkdir(exist_ok=True)
     say(f"starting a Prefect Docker worker on pool {env.work_pool.name} (log: {log_path.relative_to(ROOT)})")
     with open(log_path, "w") as log:
-        worker = subprocess.Popen(
-            [str(Path(sys.executable).parent / "prefect"), "worker", "start", "--pool", env.work_pool.name,
-             "--type", "docker", "--limit", "4"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        worker = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "worker.py"), ENVIRONMENT], cwd=ROOT,
+                                  stdout=log, stderr=subprocess.STDOUT)  # `make worker`'s
     try:
         if not asyncio.run(wait_for_pool(env.work_pool.name, worker)):
             print(f"error: the worker did not start (exit {worker.poll()}); see {log_path}", file=sys.stderr)

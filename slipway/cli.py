@@ -30,6 +30,7 @@ import signal
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from slipway import __version__
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     reporter = Reporter(json_mode=args.json, verb=args.verb, environment=getattr(args, "env", None),
                         verbose=True if args.verbose else None)
     module = importlib.import_module(f"slipway.commands.{VERBS[args.verb][0]}")
-    previous = terminate_like_interrupt()
+    restore_signals = terminate_like_interrupt()
     try:
         return module.run(args, reporter) or 0
     except KeyboardInterrupt:
@@ -113,8 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return report_failure(exc)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        restore_signals()
 
 
 def entry_point() -> None:
@@ -128,20 +128,35 @@ def entry_point() -> None:
     os._exit(code)
 
 
-def terminate_like_interrupt():
+def terminate_like_interrupt() -> Callable[[], None]:
     """SIGTERM (a cancelled CI job, `kill`, `docker stop`) is handled like Ctrl-C: Python's default exits at
     once, leaving the environment's release lease held until it expires; as an interrupt, the run is
-    cancelled where it is, the lease is given back and what was written is said. Returns the handler it
-    replaced (None when signals cannot be handled here: not the main thread)."""
+    cancelled where it is, the lease is given back and what was written is said. Returns what puts the
+    handlers back (nothing to do when signals cannot be handled here: not the main thread).
+
+    A parent that ignores SIGINT (a background job of a non-interactive shell, `nohup`, some CI runners)
+    passes that on, and then neither Python's KeyboardInterrupt nor asyncio's handler is installed: SIGTERM,
+    turned into SIGINT, would do nothing and the process would run on. So an ignored SIGINT is handled too,
+    for this run: both signals stop slipway the same clean way."""
     if threading.current_thread() is not threading.main_thread():
-        return None
+        return lambda: None
 
     def on_terminate(signum, frame):
         # SIGINT's handler is asyncio's while an event loop runs (it cancels the main task cleanly), else
         # Python's KeyboardInterrupt: either way, the same path as Ctrl-C.
         signal.raise_signal(signal.SIGINT)
 
-    return signal.signal(signal.SIGTERM, on_terminate)
+    previous_int = signal.getsignal(signal.SIGINT)
+    if previous_int is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    previous_term = signal.signal(signal.SIGTERM, on_terminate)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous_term)
+        if previous_int is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    return restore
 
 
 def report_failure(exc: BaseException) -> int:

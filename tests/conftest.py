@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import contextlib
 import io
+import signal
 from pathlib import Path
 
 import pytest
 
 from tests.kit.outcome import Outcome  # noqa: F401  (re-exported for the suites)
 from tests.kit.repo import REPO_ROOT, git, snapshot_repo  # noqa: F401  (re-exported for the suites)
+
+
+def pytest_configure(config):
+    """A suite started where SIGINT is ignored (a background job of a non-interactive shell, `nohup`) would
+    pass that on to every process it starts, and a Prefect worker, which turns SIGTERM into SIGINT, would then
+    never stop: SIGINT gets Python's handler here, so the processes the tests start get the default. (slipway
+    itself copes with an ignored SIGINT: tests/deploy/test_release_race.py starts it that way.)"""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

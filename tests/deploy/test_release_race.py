@@ -63,12 +63,14 @@ class Lineage:
     def __init__(self, project, proxy: FaultProxy, shas: dict[str, str], roots: dict[str, Path]):
         self.project, self.proxy, self.shas, self.roots = project, proxy, shas, roots
 
-    def start(self, release: str, *extra: str, env: dict | None = None) -> Run:
-        """`build.py deploy` of one release, as its own process (the code under test, this checkout's)."""
+    def start(self, release: str, *extra: str, env: dict | None = None, sigint_ignored: bool = False) -> Run:
+        """`build.py deploy` of one release, as its own process (the code under test, this checkout's);
+        `sigint_ignored`: started as a background job of a non-interactive shell starts it, SIGINT ignored."""
         args = [sys.executable, str(REPO_ROOT / "build.py"), "deploy", "--env", "local",
                 "--root", str(self.roots[release]), *extra]
+        ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, **(env or {})})
+                                env={**os.environ, **(env or {})}, preexec_fn=ignore)
         return Run(proc, time.monotonic())
 
     def deploy(self, release: str, *extra: str) -> Outcome:
@@ -242,11 +244,15 @@ def test_a_killed_deploy_blocks_the_next_one_for_about_a_lease(lineage):
     assert_runs_c(lineage)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_an_interrupted_deploy_gives_the_lease_back_and_says_where_it_stopped(lineage, signum):
+@pytest.mark.parametrize(("signum", "sigint_ignored"), [(signal.SIGTERM, False), (signal.SIGINT, False),
+                                                        (signal.SIGTERM, True)],
+                         ids=["SIGTERM", "SIGINT", "SIGTERM-SIGINT-ignored"])
+def test_an_interrupted_deploy_gives_the_lease_back_and_says_where_it_stopped(lineage, signum, sigint_ignored):
+    """SIGTERM or Ctrl-C while deployments are written; also SIGTERM to a deploy whose parent ignores SIGINT
+    (`make release &` in a CI script, nohup), where Python installs no interrupt handler of its own."""
     gate = threading.Event()
     lineage.proxy.rules = [Rule("POST|PATCH", DEPLOYMENT_WRITE, nth=2, before=lambda: gate.wait(300), status=503)]
-    run = lineage.start("b")
+    run = lineage.start("b", sigint_ignored=sigint_ignored)
     wait_for(lambda: lineage.proxy.rules[0].fired, 120)  # one deployment written, the second one in flight
     run.proc.send_signal(signum)
     stopped = run.finish(timeout=30)
