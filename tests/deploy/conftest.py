@@ -299,6 +299,17 @@ def release_repo(tmp_path, registry, prefect_server, docker_engine, cli, monkeyp
     delete_deployments_of(prefect_server.api_url, f"{registry.address}/{name}")
 
 
+def by_hand(api_url: str, method: str, path: str, body: dict) -> dict:
+    """A change a person makes in Prefect (the UI, the CLI), sent as Prefect's own client sends it: retried on
+    the 503 a SQLite-backed server answers while one of its own services holds the write lock (a bare httpx
+    write failed a CI run that way)."""
+    from prefect.client.base import PrefectHttpxSyncClient
+
+    with PrefectHttpxSyncClient(base_url=api_url) as http:
+        response = http.request(method, path, json=body)
+        return response.json() if response.content else {}
+
+
 def delete_deployments_of(api_url: str, project: str) -> None:
     """Delete the deployments slipway registered for `project` (its ownership label), in every environment."""
     import anyio

@@ -10,7 +10,7 @@ import sys
 
 import httpx
 
-from tests.deploy.conftest import prefect_state
+from tests.deploy.conftest import by_hand, prefect_state
 from tests.kit.repo import REPO_ROOT
 
 TOLD = "nothing to write (Prefect holds what slipway last checked for this commit)"
@@ -73,7 +73,7 @@ def test_anything_changed_since_takes_the_full_path(project, cli):
     hourly = prefect_state(api, names(project))[names(project)[0]]
 
     # A description edited by hand: the full path sees it and puts the release's back.
-    httpx.patch(f"{api}/deployments/{hourly['id']}", json={"description": "edited by hand"}).raise_for_status()
+    by_hand(api, "PATCH", f"/deployments/{hourly['id']}", {"description": "edited by hand"})
     repaired = deploy(cli, project)
     assert TOLD not in repaired.stderr
     assert [d["action"] for d in repaired.json()["deployments"]] == ["updated", "unchanged", "unchanged"]
@@ -81,7 +81,7 @@ def test_anything_changed_since_takes_the_full_path(project, cli):
     assert TOLD in deploy(cli, project).stderr
 
     # A deployment paused by hand: the full path decides what to do about it, then remembers.
-    httpx.patch(f"{api}/deployments/{hourly['id']}", json={"paused": True}).raise_for_status()
+    by_hand(api, "PATCH", f"/deployments/{hourly['id']}", {"paused": True})
     assert TOLD not in deploy(cli, project).stderr
     assert TOLD in deploy(cli, project).stderr
 
@@ -101,8 +101,8 @@ def test_a_new_deployment_in_the_pool_takes_the_full_path(project, cli):
     api = project.server.api_url
     manual = prefect_state(api, names(project))[names(project)[1]]
     flow_id = httpx.get(f"{api}/deployments/{manual['id']}").json()["flow_id"]
-    httpx.post(f"{api}/deployments/", json={"name": "made-by-hand", "flow_id": flow_id,
-                                            "work_pool_name": manual["work_pool_name"]}).raise_for_status()
+    by_hand(api, "POST", "/deployments/", {"name": "made-by-hand", "flow_id": flow_id,
+                                          "work_pool_name": manual["work_pool_name"]})
     again = deploy(cli, project)
     assert TOLD not in again.stderr
     assert re.search(r"nothing to write", again.stderr), again.stderr  # not slipway's: left alone
