@@ -299,15 +299,14 @@ def release_repo(tmp_path, registry, prefect_server, docker_engine, cli, monkeyp
     delete_deployments_of(prefect_server.api_url, f"{registry.address}/{name}")
 
 
-def by_hand(api_url: str, method: str, path: str, body: dict) -> dict:
+def by_hand(api_url: str, method: str, path: str, body: dict) -> None:
     """A change a person makes in Prefect (the UI, the CLI), sent as Prefect's own client sends it: retried on
     the 503 a SQLite-backed server answers while one of its own services holds the write lock (a bare httpx
     write failed a CI run that way)."""
     from prefect.client.base import PrefectHttpxSyncClient
 
     with PrefectHttpxSyncClient(base_url=api_url) as http:
-        response = http.request(method, path, json=body)
-        return response.json() if response.content else {}
+        http.request(method, path, json=body)  # raises on an error status, as Prefect's client does
 
 
 def delete_deployments_of(api_url: str, project: str) -> None:
